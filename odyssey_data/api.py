@@ -1,0 +1,520 @@
+"""The Odyssey REST API client and the downloader of presigned artifacts (httpx).
+
+This is the only module that imports ``httpx``; its errors become the package's
+:mod:`~odyssey_data.errors` here. One sync :class:`httpx.Client` pools connections for the
+API and the presigned blob URLs alike (the bearer token is only sent to the API).
+
+Retries (with exponential backoff and jitter, by ``stamina``) cover connect errors,
+timeouts, dropped connections, short bodies, 429 (honouring ``Retry-After``) and 5xx. Other
+4xx are final, except a 401 from the API (the token is refreshed once) and the 403 of an
+expired presigned URL (fresh URLs are asked for, and the download goes on).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+import httpx
+import stamina
+
+from odyssey_data._version import __version__
+from odyssey_data.errors import (
+    ApiError,
+    ApiResponseError,
+    AuthError,
+    ConfigError,
+    DownloadError,
+    NotFoundError,
+    RateLimited,
+    redact_url,
+)
+from odyssey_data.models import Recording, RecordingInfo, RecordingPage
+
+__all__ = [
+    "DEFAULT_API_URL",
+    "DownloadStats",
+    "OdysseyClient",
+    "OffsetPaginator",
+    "RetryPolicy",
+    "resolve_credentials",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://api.odyssey.ml"
+#: Refresh the token this long before it expires (the official client's margin).
+TOKEN_MARGIN_S = 60.0
+_CHUNK = 1 << 20
+
+
+class _RedactHttpxLog(logging.Filter):
+    """httpx logs full request URLs at INFO; presigned query strings are credentials."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_url(str(a)) if isinstance(a, httpx.URL) else a for a in record.args
+            )
+        return True
+
+
+logging.getLogger("httpx").addFilter(_RedactHttpxLog())
+
+
+def resolve_credentials(api_url: str | None, api_key: str | None) -> tuple[str, str]:
+    """Resolve the API URL and key from options, then ``ODYSSEY_API_URL``/``ODYSSEY_API_KEY``.
+
+    Raises:
+        ConfigError: no key was given, or the URL is not http(s).
+    """
+    url = (api_url or os.environ.get("ODYSSEY_API_URL") or DEFAULT_API_URL).rstrip("/")
+    key = api_key or os.environ.get("ODYSSEY_API_KEY") or ""
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"the API URL {redact_url(url)!r} must start with http:// or https://")
+    if not key:
+        raise ConfigError(
+            "no Odyssey API key: pass --api-key or set ODYSSEY_API_KEY "
+            "(or try 'odyssey-data demo' to run against the local demo server)"
+        )
+    return url, key
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard to retry a transient failure (per request or download).
+
+    Attributes:
+        attempts: tries in all, the first included.
+        timeout_s: give up retrying after this long in all.
+        wait_initial_s: first backoff wait.
+        wait_max_s: cap of one backoff wait (a ``Retry-After`` above it is capped too).
+        max_url_refreshes: fresh presigned URLs asked for one download at most.
+    """
+
+    attempts: int = 6
+    timeout_s: float = 120.0
+    wait_initial_s: float = 0.2
+    wait_max_s: float = 10.0
+    max_url_refreshes: int = 3
+
+
+@dataclass(slots=True)
+class DownloadStats:
+    """What one download took: bytes written, attempts made, URL refreshes."""
+
+    bytes: int = 0
+    attempts: int = 0
+    refreshes: int = 0
+
+
+@dataclass(slots=True)
+class OffsetPaginator:
+    """Offset pagination as a pure state machine (no I/O): the client drives it.
+
+    The server may cap ``limit`` below what was asked, so the next offset advances by
+    the number of items actually returned, until ``total`` is reached, an empty page
+    arrives, or the caller's ``max_items`` is reached.
+    """
+
+    page_size: int = 100
+    max_items: int | None = None
+    offset: int = 0
+    seen: int = 0
+    done: bool = False
+
+    def next_params(self) -> dict[str, int]:
+        """Query parameters of the next page to request."""
+        limit = self.page_size
+        if self.max_items is not None:
+            limit = max(1, min(limit, self.max_items - self.seen))
+        return {"limit": limit, "offset": self.offset}
+
+    def advance(self, returned: int, total: int) -> None:
+        """Record a page of ``returned`` items out of ``total``."""
+        self.offset += returned
+        self.seen += returned
+        if (
+            returned == 0
+            or self.offset >= total
+            or (self.max_items is not None and self.seen >= self.max_items)
+        ):
+            self.done = True
+
+
+class _Retryable(Exception):
+    """A failed attempt worth repeating; ``wait_s`` overrides the backoff when set."""
+
+    def __init__(self, message: str, wait_s: float | None = None) -> None:
+        super().__init__(message)
+        self.wait_s = wait_s
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _is_transient_status(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except (ValueError, json.JSONDecodeError):
+        return ""
+    if isinstance(data, dict) and isinstance(data.get("detail"), str):
+        return str(data["detail"])[:200]
+    return ""
+
+
+class OdysseyClient:
+    """A sync client of the Odyssey recordings API.
+
+    Args:
+        api_url: base URL; default ``ODYSSEY_API_URL`` or ``https://api.odyssey.ml``.
+        api_key: ``ody_…`` key; default ``ODYSSEY_API_KEY``. Never logged.
+        transport: an httpx transport to swap the network (tests use ``MockTransport``).
+        timeout_s: connect/read timeout of one request.
+        retry: the retry policy.
+        page_size: the ``limit`` asked per list page (the server may cap it).
+        max_download_bytes: refuse a video or log larger than this.
+
+    Example:
+        >>> with OdysseyClient(api_url, api_key) as client:  # doctest: +SKIP
+        ...     for info in client.list_recordings(limit=10):
+        ...         print(info.stream_id)
+    """
+
+    def __init__(
+        self,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout_s: float = 30.0,
+        retry: RetryPolicy | None = None,
+        page_size: int = 100,
+        max_download_bytes: int = 16 << 30,
+    ) -> None:
+        self.api_url, self._api_key = resolve_credentials(api_url, api_key)
+        self.retry = retry or RetryPolicy()
+        self.page_size = page_size
+        self.max_download_bytes = max_download_bytes
+        self._http = httpx.Client(
+            transport=transport,
+            timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
+            headers={"User-Agent": f"odyssey-data/{__version__}"},
+            follow_redirects=True,
+        )
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self._lock = threading.Lock()
+        self.api_retries = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._http.close()
+
+    def __enter__(self) -> OdysseyClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:  # never show the key
+        return f"OdysseyClient(api_url={self.api_url!r})"
+
+    # -- retry plumbing --------------------------------------------------------------
+    def _attempts(self) -> Iterator[Any]:
+        def hook(exc: Exception) -> bool | float:
+            if isinstance(exc, _Retryable):
+                if exc.wait_s is not None:
+                    return min(exc.wait_s, self.retry.wait_max_s)
+                return True
+            return isinstance(exc, httpx.TransportError)
+
+        yield from stamina.retry_context(
+            on=hook,
+            attempts=self.retry.attempts,
+            timeout=self.retry.timeout_s,
+            wait_initial=self.retry.wait_initial_s,
+            wait_max=self.retry.wait_max_s,
+        )
+
+    # -- auth -----------------------------------------------------------------------
+    def _fetch_token(self) -> None:
+        url = f"{self.api_url}/auth/token"
+        try:
+            response = self._send("POST", url, json={"api_key": self._api_key}, auth=False)
+        except _Retryable as exc:
+            raise ApiError(f"POST /auth/token kept failing: {exc}") from exc
+        if response.status_code in (401, 403, 422):
+            detail = _detail(response)
+            reason = {401: "the API key is invalid", 403: "access denied", 422: "malformed key"}
+            raise AuthError(
+                f"authentication failed: {reason[response.status_code]} "
+                f"(HTTP {response.status_code}{': ' + detail if detail else ''}). "
+                "Check --api-key or ODYSSEY_API_KEY.",
+                status_code=response.status_code,
+            )
+        data = self._json(response, "POST /auth/token")
+        token = data.get("access_token") if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token:
+            raise ApiResponseError("POST /auth/token: the answer has no 'access_token'")
+        expires_in = data.get("expires_in", 3600)
+        if not isinstance(expires_in, int | float) or isinstance(expires_in, bool):
+            expires_in = 3600
+        self._token = token
+        margin = min(TOKEN_MARGIN_S, float(expires_in) / 2)
+        self._token_expires = time.monotonic() + float(expires_in) - margin
+
+    def _bearer(self, force: bool = False) -> str:
+        with self._lock:
+            if force or self._token is None or time.monotonic() >= self._token_expires:
+                self._fetch_token()
+            assert self._token is not None
+            return self._token
+
+    # -- requests --------------------------------------------------------------------
+    def _send(self, method: str, url: str, *, auth: bool, **kwargs: Any) -> httpx.Response:
+        """One API request with retries; returns the final (non-transient) response."""
+        for attempt in self._attempts():
+            with attempt:
+                if attempt.num > 1:
+                    self.api_retries += 1
+                headers = {"Authorization": f"Bearer {self._bearer()}"} if auth else {}
+                response = self._http.request(method, url, headers=headers, **kwargs)
+                if auth and response.status_code == 401:
+                    # The token may have been revoked or expired early: refresh once.
+                    headers = {"Authorization": f"Bearer {self._bearer(force=True)}"}
+                    response = self._http.request(method, url, headers=headers, **kwargs)
+                if _is_transient_status(response.status_code):
+                    raise _Retryable(
+                        f"HTTP {response.status_code} from {redact_url(url)}",
+                        _retry_after(response),
+                    )
+                return response
+        raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
+
+    def _api_get(self, path: str, what: str, params: dict[str, int] | None = None) -> Any:
+        url = f"{self.api_url}{path}"
+        try:
+            response = self._send("GET", url, auth=True, params=params)
+        except _Retryable as exc:
+            status = 429 if "HTTP 429" in str(exc) else None
+            cls = RateLimited if status == 429 else ApiError
+            raise cls(f"{what}: still failing after retries ({exc})", status_code=status) from exc
+        except httpx.TransportError as exc:
+            raise ApiError(
+                f"{what}: cannot reach {redact_url(self.api_url)} "
+                f"({type(exc).__name__}); check the network or --api-url"
+            ) from exc
+        if response.status_code == 404:
+            raise NotFoundError(f"{what}: not found (HTTP 404)", status_code=404)
+        if response.status_code in (401, 403):
+            raise AuthError(
+                f"{what}: not authorized (HTTP {response.status_code}); check the API key",
+                status_code=response.status_code,
+            )
+        if response.status_code >= 400:
+            detail = _detail(response)
+            raise ApiError(
+                f"{what}: HTTP {response.status_code}{': ' + detail if detail else ''}",
+                status_code=response.status_code,
+            )
+        return self._json(response, what)
+
+    @staticmethod
+    def _json(response: httpx.Response, what: str) -> Any:
+        try:
+            return response.json()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiResponseError(f"{what}: the answer is not valid JSON") from exc
+
+    # -- endpoints -------------------------------------------------------------------
+    def list_page(self, limit: int, offset: int) -> RecordingPage:
+        """One page of ``GET /stream-recordings``."""
+        where = f"offset={offset}"
+        data = self._api_get(
+            "/stream-recordings",
+            f"listing recordings (page at {where})",
+            params={"limit": limit, "offset": offset},
+        )
+        return RecordingPage.from_json(data, where=where)
+
+    def list_recordings(self, limit: int | None = None) -> Iterator[RecordingInfo]:
+        """Every recording, most recent first, page by page until ``total``.
+
+        Args:
+            limit: stop after this many recordings.
+
+        Raises:
+            ApiError: the listing failed (the page is named in the message).
+        """
+        pager = OffsetPaginator(page_size=self.page_size, max_items=limit)
+        seen: set[str] = set()
+        while not pager.done:
+            params = pager.next_params()
+            page = self.list_page(params["limit"], params["offset"])
+            pager.advance(len(page.recordings), page.total)
+            for info in page.recordings:
+                # New recordings arriving mid-listing shift offsets: never yield twice.
+                if info.stream_id not in seen:
+                    seen.add(info.stream_id)
+                    yield info
+
+    def get_recording(self, stream_id: str) -> Recording:
+        """``GET /recordings/{stream_id}``: fresh presigned URLs for one recording.
+
+        Raises:
+            NotFoundError: the API does not know ``stream_id``.
+        """
+        from urllib.parse import quote
+
+        data = self._api_get(f"/recordings/{quote(stream_id, safe='')}", f"recording {stream_id!r}")
+        return Recording.from_json(data, stream_id=stream_id)
+
+    # -- downloads -------------------------------------------------------------------
+    def download(
+        self,
+        url: str,
+        dest: IO[bytes],
+        *,
+        what: str,
+        refresh_url: Callable[[], str | None] | None = None,
+    ) -> DownloadStats:
+        """Stream ``url`` into ``dest`` (a seekable binary file), verified and resumable.
+
+        The byte count is checked against ``Content-Length`` (or ``Content-Range``); a
+        short body is a failed attempt, resumed with ``Range`` where the server allows
+        it. An expired presigned URL (HTTP 403 ``Request has expired``) is replaced by
+        ``refresh_url()`` and the download goes on.
+
+        Raises:
+            DownloadError: the download failed for good; the message names ``what`` and
+                the URL without its query string.
+        """
+        stats = DownloadStats()
+        state = {"url": url, "resumable": False}
+        dest.seek(0)
+        dest.truncate()
+        try:
+            for attempt in self._attempts():
+                with attempt:
+                    stats.attempts = attempt.num
+                    self._download_once(state, dest, what, refresh_url, stats)
+                    stats.bytes = dest.tell()
+                    return stats
+        except _Retryable as exc:
+            raise DownloadError(
+                f"{what}: download failed after {stats.attempts} attempts ({exc}); "
+                "re-run the export to try again"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise DownloadError(
+                f"{what}: download of {redact_url(state['url'])} failed after "  # type: ignore[arg-type]
+                f"{stats.attempts} attempts ({type(exc).__name__}); re-run the export to try again"
+            ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _download_once(
+        self,
+        state: dict[str, Any],
+        dest: IO[bytes],
+        what: str,
+        refresh_url: Callable[[], str | None] | None,
+        stats: DownloadStats,
+    ) -> None:
+        url: str = state["url"]
+        offset = dest.tell() if state["resumable"] else 0
+        if offset == 0:
+            dest.seek(0)
+            dest.truncate()
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        with self._http.stream("GET", url, headers=headers) as response:
+            status = response.status_code
+            if status == 403 and refresh_url is not None and _is_expired(response):
+                if stats.refreshes >= self.retry.max_url_refreshes:
+                    raise DownloadError(
+                        f"{what}: the presigned URL kept expiring "
+                        f"({stats.refreshes} refreshes); check the machine's clock"
+                    )
+                fresh = refresh_url()
+                stats.refreshes += 1
+                if not fresh:
+                    raise DownloadError(f"{what}: the API no longer gives a URL for it")
+                state["url"] = fresh
+                raise _Retryable(f"presigned URL expired at {redact_url(url)}", 0.0)
+            if _is_transient_status(status):
+                raise _Retryable(f"HTTP {status} from {redact_url(url)}", _retry_after(response))
+            if status >= 400:
+                raise DownloadError(
+                    f"{what}: HTTP {status} from {redact_url(url)}"
+                    + (" (access denied; the URL may be wrong or revoked)" if status == 403 else "")
+                    + (" (not found)" if status == 404 else "")
+                )
+            total = _expected_total(response, offset)
+            if status == 200 and offset:
+                # The server ignored our Range: start over.
+                dest.seek(0)
+                dest.truncate()
+                offset = 0
+            state["resumable"] = response.headers.get("Accept-Ranges") == "bytes" or status == 206
+            if total is not None and total > self.max_download_bytes:
+                raise DownloadError(
+                    f"{what}: {total} bytes is above the download cap of "
+                    f"{self.max_download_bytes} bytes (raise --max-download-bytes)"
+                )
+            written = offset
+            for chunk in response.iter_bytes(_CHUNK):
+                written += len(chunk)
+                if written > self.max_download_bytes:
+                    raise DownloadError(
+                        f"{what}: more than the download cap of {self.max_download_bytes} bytes"
+                    )
+                dest.write(chunk)
+            if total is not None and written != total:
+                raise _Retryable(f"short body: got {written} of {total} bytes")
+
+
+def _is_expired(response: httpx.Response) -> bool:
+    body = response.read()[:4096]
+    return b"expired" in body.lower()
+
+
+def _expected_total(response: httpx.Response, offset: int) -> int | None:
+    if response.status_code == 206:
+        content_range = response.headers.get("Content-Range", "")
+        try:
+            span, _, size = content_range.removeprefix("bytes ").partition("/")
+            start = int(span.split("-")[0])
+            if start != offset:
+                raise _Retryable(f"the server resumed at byte {start}, not {offset}")
+            return int(size)
+        except ValueError:
+            length = response.headers.get("Content-Length")
+            return offset + int(length) if length and length.isdigit() else None
+    length = response.headers.get("Content-Length")
+    if length is None or "gzip" in response.headers.get("Content-Encoding", ""):
+        return None
+    return int(length) if length.isdigit() else None

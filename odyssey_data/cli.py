@@ -1,0 +1,371 @@
+"""The ``odyssey-data`` command line.
+
+Exit codes: 0 all done, 1 fatal error, 2 usage or configuration error, 3 finished but
+some recordings failed or were skipped. Expected failures print one readable line, never
+a traceback (``--debug`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from odyssey_data._version import __version__
+from odyssey_data.errors import ConfigError, MissingDependencyError, OdysseyDataError
+from odyssey_data.pipeline import ExportConfig, ExportReport, ProgressSink, RecordingResult
+
+EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+DEMO_OUTPUT = "./odyssey-demo-dataset"
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _Bar(ProgressSink):
+    """A rich progress bar: recordings done, frames, MB/s."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]exporting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[frames]:,} frames  {task.fields[rate]}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=False,
+            disable=not enabled,
+        )
+        self.task = self.progress.add_task("export", total=None, frames=0, rate="")
+        self.frames = 0
+        self.bytes = 0
+        self.started = time.perf_counter()
+
+    def start(self, total: int) -> None:
+        self.started = time.perf_counter()
+        self.progress.start()
+        self.progress.update(self.task, total=total)
+
+    def advance(self, result: RecordingResult) -> None:
+        self.frames += result.frame_count
+        self.bytes += result.video.bytes if result.video else 0
+        elapsed = max(1e-6, time.perf_counter() - self.started)
+        rate = f"{self.bytes / elapsed / 1e6:.1f} MB/s"
+        self.progress.update(self.task, advance=1, frames=self.frames, rate=rate)
+        if result.status != "exported" and self.enabled:
+            line = f"[yellow]{result.status}[/] {result.stream_id}: {result.reason}"
+            self.progress.console.print(line)
+
+    def finish(self, report: ExportReport) -> None:
+        self.progress.stop()
+
+
+def _storage_options(pairs: Sequence[str] | None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--storage-option takes KEY=VALUE, not {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return options
+
+
+def _print_report(report: ExportReport, as_json: bool) -> None:
+    if as_json:
+        out.print_json(data=report.to_json())
+        return
+    table = Table(title=f"export to {report.output}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("exported", str(report.exported))
+    table.add_row("already in the dataset", str(report.already))
+    table.add_row("failed", str(report.failed))
+    table.add_row("skipped", str(report.skipped))
+    table.add_row("frames", f"{report.frames:,}")
+    table.add_row("video bytes", f"{report.video_bytes:,}")
+    table.add_row("bad event lines", str(report.bad_event_lines))
+    table.add_row("retries / URL refreshes", f"{report.retries} / {report.url_refreshes}")
+    table.add_row("wall time", f"{report.elapsed_s:.2f} s")
+    table.add_row("frames/s", f"{report.frames_per_s:,.0f}")
+    out.print(table)
+    for sid, status, reason in report.problems:
+        out.print(f"[yellow]{status}[/] {sid}: {reason}")
+
+
+def _config(args: argparse.Namespace, output: str, **extra: Any) -> ExportConfig:
+    return ExportConfig(
+        output=output,
+        api_url=extra.get("api_url", args.api_url),
+        api_key=extra.get("api_key", args.api_key),
+        limit=args.limit,
+        stream_ids=tuple(args.stream_id or ()),
+        workers=args.workers,
+        storage_options=_storage_options(args.storage_option),
+        event_offset_ms=args.event_offset_ms,
+        probe=args.probe,
+        overwrite=args.overwrite,
+        max_download_bytes=args.max_download_bytes,
+    )
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from odyssey_data.pipeline import export
+
+    config = _config(args, args.output)
+    report = export(config, progress=_Bar(not args.quiet and not args.json))
+    _print_report(report, args.json)
+    return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from odyssey_data.dataset import open_dataset
+    from odyssey_data.demo import DemoServer, make_demo_catalog
+    from odyssey_data.pipeline import export
+
+    catalog = make_demo_catalog(args.recordings, seed=args.seed)
+    with DemoServer(catalog) as server:
+        err.print(f"demo server on {server.base_url} with {len(catalog.recordings)} recordings")
+        config = _config(args, args.output, api_url=server.base_url, api_key=server.api_key)
+        report = export(config, progress=_Bar(not args.quiet and not args.json))
+    _print_report(report, args.json)
+    if not args.json:
+        summary = open_dataset(args.output).summary()
+        out.print(
+            f"\nwrote {summary['recordings']} recordings, {summary['frames']:,} frames, "
+            f"{summary['prompts']} prompts to {args.output}\n"
+            "open it in Python:\n"
+            f"    import odyssey_data\n    ds = odyssey_data.open_dataset({args.output!r})\n"
+            "    ds.frames.collect()          # polars: one row per frame with its prompt\n"
+            "    ds.load_frames(ds.frames.head(4).collect())   # decoded RGB arrays\n"
+            f"or query the Parquet directly: polars.scan_parquet('{args.output}/frames/*.parquet')"
+        )
+    # The demo's still-active stream is skipped on purpose; only failures are errors here.
+    return EXIT_OK if report.failed == 0 else EXIT_PARTIAL
+
+
+def cmd_serve_demo(args: argparse.Namespace) -> int:
+    from odyssey_data.demo import DemoServer, make_demo_catalog
+
+    catalog = make_demo_catalog(args.recordings, seed=args.seed)
+    with DemoServer(catalog, host=args.host, port=args.port) as server:
+        out.print(f"ODYSSEY_API_URL={server.base_url}")
+        out.print(f"ODYSSEY_API_KEY={server.api_key}")
+        err.print("demo server running; Ctrl-C to stop")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from odyssey_data.pipeline import iter_recordings
+
+    rows: list[dict[str, Any]] = []
+    for info in iter_recordings(args.api_url, args.api_key, limit=args.limit):
+        rows.append(
+            {
+                "stream_id": info.stream_id,
+                "width": info.width,
+                "height": info.height,
+                "started_at": info.started_at.isoformat() if info.started_at else None,
+                "ended_at": info.ended_at.isoformat() if info.ended_at else None,
+                "duration_seconds": info.duration_seconds,
+            }
+        )
+    if args.json:
+        out.print_json(data=rows)
+        return EXIT_OK
+    table = Table("stream_id", "size", "started_at", "duration", "state")
+    for r in rows:
+        table.add_row(
+            r["stream_id"],
+            f"{r['width']}x{r['height']}",
+            r["started_at"] or "",
+            f"{r['duration_seconds']:.1f} s" if r["duration_seconds"] is not None else "",
+            "active" if r["ended_at"] is None else "ended",
+        )
+    out.print(table)
+    out.print(f"{len(rows)} recordings")
+    return EXIT_OK
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from odyssey_data.dataset import open_dataset
+
+    ds = open_dataset(args.dataset, _storage_options(args.storage_option))
+    summary = ds.summary()
+    if args.json:
+        out.print_json(data=summary)
+        return EXIT_OK
+    table = Table(title=f"dataset {args.dataset}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("recordings", str(summary["recordings"]))
+    for status, count in sorted(summary["status"].items()):
+        table.add_row(f"  {status}", str(count))
+    table.add_row("frames", f"{summary['frames']:,}")
+    table.add_row("prompts", str(summary["prompts"]))
+    table.add_row("events", str(summary["events"]))
+    table.add_row("video duration", f"{summary['duration_s']:.1f} s")
+    table.add_row("video bytes", f"{summary['video_bytes']:,}")
+    table.add_row("files / bytes", f"{summary['files']} / {summary['dataset_bytes']:,}")
+    table.add_row("generation", str(summary["generation"]))
+    out.print(table)
+    for sid, status in sorted(ds.manifest.recordings.items()):
+        if status.status != "exported":
+            out.print(f"[yellow]{status.status}[/] {sid}: {status.reason}")
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from odyssey_data.dataset import open_dataset
+
+    ds = open_dataset(args.dataset, _storage_options(args.storage_option))
+    problems = ds.verify(checksums=not args.no_checksums)
+    if not problems:
+        out.print(f"ok: {len(ds.manifest.files)} files verified in {args.dataset}")
+        return EXIT_OK
+    for problem in problems:
+        out.print(f"[red]problem[/] {problem}")
+    out.print(f"{len(problems)} problems in {args.dataset}")
+    return EXIT_FATAL
+
+
+def _api_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--api-url", help="API base URL (default: $ODYSSEY_API_URL or the public API)"
+    )
+    parser.add_argument("--api-key", help="API key ody_... (default: $ODYSSEY_API_KEY)")
+
+
+def _export_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--limit", type=int, help="export at most N recordings (most recent first)")
+    parser.add_argument(
+        "--stream-id", action="append", metavar="ID", help="only this recording (repeatable)"
+    )
+    parser.add_argument(
+        "--workers", type=int, help="recordings in parallel (default: the number of cores)"
+    )
+    parser.add_argument(
+        "--storage-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="fsspec option of the output filesystem (repeatable; VALUE is JSON if it parses)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="start a fresh dataset")
+    parser.add_argument(
+        "--event-offset-ms", type=float, default=0.0, help="added to every event time (default 0)"
+    )
+    parser.add_argument(
+        "--probe",
+        choices=("auto", "demux", "decode"),
+        default="auto",
+        help="how frame timing is read (default auto: demux, checked against a decode)",
+    )
+    parser.add_argument(
+        "--max-download-bytes", type=int, default=16 << 30, help="refuse larger downloads"
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``odyssey-data``."""
+    parser = argparse.ArgumentParser(
+        prog="odyssey-data",
+        description="Turn Odyssey stream recordings into ML training datasets.",
+    )
+    parser.add_argument("--version", action="version", version=f"odyssey-data {__version__}")
+    parser.add_argument("--debug", action="store_true", help="log debug output and tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("export", help="export recordings from the Odyssey API into a dataset")
+    p.add_argument("output", help="dataset root: a folder or fsspec URL (s3://, gs://, memory://)")
+    _api_options(p)
+    _export_options(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("demo", help="start the local demo server and export its recordings")
+    p.add_argument("output", nargs="?", default=DEMO_OUTPUT, help=f"default {DEMO_OUTPUT}")
+    p.add_argument("--recordings", type=int, default=6, help="finished demo recordings (default 6)")
+    p.add_argument("--seed", type=int, default=0)
+    _export_options(p)
+    p.set_defaults(func=cmd_demo, api_url=None, api_key=None)
+
+    p = sub.add_parser("serve-demo", help="run the Odyssey-compatible demo server until Ctrl-C")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="default: a free port")
+    p.add_argument("--recordings", type=int, default=6)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_serve_demo)
+
+    p = sub.add_parser("list", help="list the recordings the API has")
+    _api_options(p)
+    p.add_argument("--limit", type=int)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("inspect", help="summarise a dataset")
+    p.add_argument("dataset")
+    p.add_argument("--storage-option", action="append", metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("verify", help="check every file of a dataset against its manifest")
+    p.add_argument("dataset")
+    p.add_argument("--storage-option", action="append", metavar="KEY=VALUE")
+    p.add_argument("--no-checksums", action="store_true", help="check sizes only")
+    p.set_defaults(func=cmd_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if args.debug:
+        logging.getLogger("httpx").setLevel(logging.INFO)
+    try:
+        code: int = args.func(args)
+        return code
+    except (ConfigError, MissingDependencyError) as exc:
+        err.print(f"[red]error[/]: {exc}")
+        return EXIT_USAGE
+    except OdysseyDataError as exc:
+        if args.debug:
+            raise
+        err.print(f"[red]error[/]: {exc}")
+        return EXIT_FATAL
+    except KeyboardInterrupt:
+        err.print("interrupted; the dataset holds what was committed, re-run to finish")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,510 @@
+"""Synthetic Odyssey recordings: small H.264 videos and events logs, made on demand.
+
+Each :class:`DemoRecording` is a pure description (size, length, prompts, seed). Its
+video and events log are generated the first time they are asked for, deterministically
+from the seed, and cached. The videos look like what the exporter has to cope with in
+real recordings:
+
+* the background colour is derived from the prompt in force, so the picture visibly
+  changes at each interaction, and a bright box moves with time so consecutive frames
+  differ;
+* frame timing is variable (each interval is the nominal one times a seeded
+  ``uniform(0.7, 1.4)``), some recordings start at a non-zero pts, and B-frames are on
+  (decode order differs from presentation order);
+* the events log comes in one of the three shapes of the API contract
+  (flat ms, wall-clock ISO times with a payload, simulation-script style).
+
+Frames are produced by a generator, so long or full-size recordings (1280x704) are
+encoded without holding their raw frames in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from odyssey_data.video import encode_video
+
+__all__ = [
+    "DEMO_EPOCH",
+    "LANDSCAPE_SIZE",
+    "PORTRAIT_SIZE",
+    "TIME_BASE",
+    "DemoCatalog",
+    "DemoRecording",
+    "make_demo_catalog",
+    "make_demo_recording",
+    "prompt_colour",
+]
+
+#: The pts time base of every demo video (the usual 90 kHz of MPEG streams).
+TIME_BASE = Fraction(1, 90000)
+#: Odyssey-2 Pro's landscape size (1280x704) scaled down by 4.
+LANDSCAPE_SIZE = (320, 176)
+#: Odyssey-2 Pro's portrait size (704x1280) scaled down by 4.
+PORTRAIT_SIZE = (176, 320)
+#: The most recent start time of a default catalog. Fixed, so a seed gives the same
+#: catalog on every run (ids, times, bytes).
+DEMO_EPOCH = datetime(2026, 11, 20, 10, 0, 0, tzinfo=UTC)
+
+_ACK_DELAY_MS = 150
+
+_SCENES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "A cat sleeping on a sunny windowsill",
+        ("The cat wakes up and stretches", "A bird lands outside", "The sun sets"),
+    ),
+    (
+        "A lighthouse on a cliff during a storm",
+        ("Lightning strikes the sea", "The storm calms down", "A ship appears on the horizon"),
+    ),
+    (
+        "A busy night market in the rain",
+        ("A lantern falls and rolls away", "The rain stops", "Fireworks light the sky"),
+    ),
+    (
+        "A red fox walking through a snowy forest",
+        ("The fox jumps into the snow", "An owl flies overhead", "It starts snowing heavily"),
+    ),
+    (
+        "An astronaut floating inside a space station",
+        ("The astronaut turns a valve", "Earth rises in the window", "The lights flicker"),
+    ),
+    (
+        "A sailboat drifting on a calm lake at dawn",
+        ("The wind picks up", "A heron takes off", "Fog rolls over the water"),
+    ),
+)
+
+
+def _iso_z(moment: datetime) -> str:
+    """Format an aware datetime as ISO 8601 UTC with milliseconds and a ``Z``."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def prompt_colour(prompt: str) -> tuple[int, int, int]:
+    """Return the background colour (RGB, each 40..215) that a prompt is drawn with.
+
+    Derived from a hash, so it is stable across runs and differs between prompts; kept
+    away from black and white so the moving box stays visible.
+    """
+    digest = hashlib.sha256(prompt.encode("utf-8")).digest()
+    r, g, b = (40 + digest[i] * 175 // 255 for i in range(3))
+    return r, g, b
+
+
+@dataclass(frozen=True)
+class DemoRecording:
+    """One synthetic recording.
+
+    The video and events log are generated lazily (thread-safe, once) and cached.
+
+    Attributes:
+        stream_id: the recording's id (uuid-like).
+        width: frame width in pixels (even).
+        height: frame height in pixels (even).
+        started_at: when the stream started (aware, UTC).
+        ended_at: when it ended; ``None`` while still active (then there is no video and
+            no events log).
+        fps: nominal frame rate; actual intervals vary around ``1/fps``.
+        seconds: video length in seconds (also the time of the end event).
+        prompts: ``(time_ms, prompt)`` pairs, the first at 0 being the start prompt.
+        events_shape: 1, 2 or 3: the shape of the events log (see the API contract).
+        seed: drives the frame jitter and the moving box.
+        start_pts: pts of the first frame (in 1/90000 s, a multiple of 90: MP4 keeps the
+            start offset in whole milliseconds); real recordings may start above 0.
+        bitrate: H.264 target bits per second, or ``None`` for x264's quality default.
+    """
+
+    stream_id: str
+    width: int
+    height: int
+    started_at: datetime
+    ended_at: datetime | None
+    fps: float
+    seconds: float
+    prompts: tuple[tuple[int, str], ...]
+    events_shape: int
+    seed: int
+    start_pts: int = 0
+    bitrate: int | None = None
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+    _cache: dict[str, bytes] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.height <= 0 or self.width % 2 or self.height % 2:
+            raise ValueError(
+                f"width and height must be positive and even, not {self.width}x{self.height}"
+            )
+        if self.fps <= 0 or self.seconds <= 0:
+            raise ValueError("fps and seconds must be positive")
+        if self.events_shape not in (1, 2, 3):
+            raise ValueError(f"events_shape must be 1, 2 or 3, not {self.events_shape}")
+        if not self.prompts or self.prompts[0][0] != 0:
+            raise ValueError("prompts must start with the start prompt at time 0")
+        if self.start_pts < 0 or self.start_pts % 90:
+            # MP4 stores the start offset as an edit list in the movie time scale (ms):
+            # any other value would come back rounded to the millisecond.
+            raise ValueError("start_pts must be a non-negative multiple of 90 (whole ms)")
+        if self.started_at.tzinfo is None:
+            raise ValueError("started_at must be timezone-aware")
+
+    @property
+    def is_active(self) -> bool:
+        """True while the stream has not ended (no video yet)."""
+        return self.ended_at is None
+
+    @property
+    def duration_ms(self) -> int:
+        """Length of the video in whole milliseconds (the time of the end event)."""
+        return round(self.seconds * 1000)
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Length of the video in seconds, or ``None`` while active."""
+        return None if self.is_active else self.duration_ms / 1000
+
+    def frame_pts(self) -> npt.NDArray[np.int64]:
+        """Presentation timestamps of every frame (1/90000 s), strictly increasing.
+
+        Cheap (no encoding): each interval is ``90000/fps × uniform(0.7, 1.4)``, seeded,
+        starting at :attr:`start_pts` and ending before :attr:`seconds`.
+        """
+        rng = np.random.default_rng([self.seed, 1])
+        nominal = 90000.0 / self.fps
+        end = self.seconds * 90000.0
+        # Enough intervals for the shortest average (0.7 × nominal), then cut.
+        count = int(end / (0.7 * nominal)) + 2
+        steps = np.maximum(1, np.rint(nominal * rng.uniform(0.7, 1.4, size=count))).astype(np.int64)
+        rel = np.concatenate(([0], np.cumsum(steps)[:-1]))
+        rel = rel[rel < end]
+        return rel + np.int64(self.start_pts)
+
+    @property
+    def frame_count(self) -> int | None:
+        """Number of frames in the video, or ``None`` while active."""
+        return None if self.is_active else int(self.frame_pts().shape[0])
+
+    def _prompt_at(self, ms: float) -> str:
+        current = self.prompts[0][1]
+        for time_ms, prompt in self.prompts:
+            if time_ms <= ms:
+                current = prompt
+            else:
+                break
+        return current
+
+    def iter_frames(self) -> Iterator[tuple[npt.NDArray[np.uint8], int]]:
+        """Yield ``(rgb_frame, pts)`` one at a time (never all frames in memory)."""
+        rng = random.Random(self.seed)
+        box_w = max(2, self.width // 6)
+        box_h = max(2, self.height // 5)
+        speed_x = self.width * rng.uniform(0.35, 0.6)  # pixels per second
+        speed_y = self.height * rng.uniform(0.15, 0.3)
+        phase_x = rng.uniform(0, self.width)
+        phase_y = rng.uniform(0, self.height)
+        colours: dict[str, tuple[int, int, int]] = {}
+        for pts in self.frame_pts():
+            t = float(pts - self.start_pts) / 90000.0
+            prompt = self._prompt_at(t * 1000.0)
+            colour = colours.setdefault(prompt, prompt_colour(prompt))
+            frame = np.empty((self.height, self.width, 3), dtype=np.uint8)
+            frame[:] = colour
+            # The box bounces across the frame (a triangle wave in x and y).
+            span_x = max(1, self.width - box_w)
+            span_y = max(1, self.height - box_h)
+            x = int(abs(((phase_x + speed_x * t) % (2 * span_x)) - span_x))
+            y = int(abs(((phase_y + speed_y * t) % (2 * span_y)) - span_y))
+            frame[y : y + box_h, x : x + box_w] = (250, 250, 240)
+            # A thin progress bar along the bottom edge grows with time.
+            bar = int(self.width * min(1.0, t / self.seconds))
+            frame[self.height - 3 :, :bar] = (20, 20, 20)
+            yield frame, int(pts)
+
+    def video_bytes(self) -> bytes | None:
+        """The MP4 (H.264, B-frames, VFR, fast start), or ``None`` while active.
+
+        Generated on first use and cached; safe to call from several threads.
+        """
+        if self.is_active:
+            return None
+        with self._lock:
+            cached = self._cache.get("video")
+            if cached is None:
+                cached = self._encode()
+                self._cache["video"] = cached
+            return cached
+
+    def _encode(self) -> bytes:
+        # x264 into a temporary file: the MP4 "faststart" pass (index moved to the front,
+        # as in streamed recordings) re-reads the output, which a BytesIO cannot offer.
+        with tempfile.TemporaryDirectory(prefix="odyssey-demo-") as tmp:
+            path = Path(tmp) / "video.mp4"
+            encode_video(
+                path,
+                self.iter_frames(),
+                width=self.width,
+                height=self.height,
+                time_base=TIME_BASE,
+                fps=max(1, round(self.fps)),
+                gop=max(1, round(self.fps)),
+                bframes=2,
+                faststart=True,
+                bitrate=self.bitrate,
+            )
+            return path.read_bytes()
+
+    def events(self) -> list[dict[str, object]]:
+        """The events log as a list of JSON objects (empty while active)."""
+        if self.is_active:
+            return []
+        start_prompt = self.prompts[0][1]
+        interacts = self.prompts[1:]
+        end_ms = self.duration_ms
+        lines: list[dict[str, object]] = []
+        if self.events_shape == 1:
+            lines.append({"type": "stream_started", "timestamp_ms": 0, "prompt": start_prompt})
+            for time_ms, prompt in interacts:
+                lines.append({"type": "interact", "timestamp_ms": time_ms, "prompt": prompt})
+                lines.append(
+                    {
+                        "type": "interact_acknowledged",
+                        "timestamp_ms": time_ms + _ACK_DELAY_MS,
+                        "prompt": prompt,
+                    }
+                )
+            lines.append({"type": "stream_ended", "timestamp_ms": end_ms})
+        elif self.events_shape == 2:
+
+            def at(ms: int) -> str:
+                return _iso_z(self.started_at + timedelta(milliseconds=ms))
+
+            lines.append(
+                {"event": "stream_started", "timestamp": at(0), "data": {"prompt": start_prompt}}
+            )
+            for time_ms, prompt in interacts:
+                lines.append(
+                    {"event": "interact", "timestamp": at(time_ms), "data": {"prompt": prompt}}
+                )
+            lines.append({"event": "stream_ended", "timestamp": at(end_ms), "data": {}})
+        else:
+            lines.append({"timestamp_ms": 0, "start": {"prompt": start_prompt}})
+            for time_ms, prompt in interacts:
+                lines.append({"timestamp_ms": time_ms, "interact": {"prompt": prompt}})
+            lines.append({"timestamp_ms": end_ms, "end": {}})
+        return lines
+
+    def events_bytes(self) -> bytes | None:
+        """The events log as JSONL (UTF-8, one object per line), or ``None`` while active."""
+        if self.is_active:
+            return None
+        with self._lock:
+            cached = self._cache.get("events")
+            if cached is None:
+                text = "".join(
+                    json.dumps(line, ensure_ascii=False) + "\n" for line in self.events()
+                )
+                cached = text.encode("utf-8")
+                self._cache["events"] = cached
+            return cached
+
+
+def make_demo_recording(
+    seed: int,
+    *,
+    started_at: datetime,
+    width: int = LANDSCAPE_SIZE[0],
+    height: int = LANDSCAPE_SIZE[1],
+    seconds: float = 3.5,
+    fps: float = 30.0,
+    events_shape: int = 1,
+    active: bool = False,
+    start_pts: int | None = None,
+    bitrate: int | None = None,
+) -> DemoRecording:
+    """Make one recording whose id, prompts and interaction times derive from ``seed``.
+
+    Args:
+        seed: drives the id, the scene, the interaction times and the frame jitter.
+        started_at: when the stream started (aware).
+        width: frame width (even).
+        height: frame height (even).
+        seconds: video length.
+        fps: nominal frame rate.
+        events_shape: 1, 2 or 3 (the events log shape).
+        active: still streaming: no ``ended_at``, no video, no events log.
+        start_pts: pts of the first frame; ``None`` picks 0 or a non-zero value from the seed.
+        bitrate: H.264 target bits per second, or ``None``.
+
+    Returns:
+        The recording (nothing is encoded yet).
+    """
+    rng = random.Random(seed)
+    stream_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    scene, actions = _SCENES[rng.randrange(len(_SCENES))]
+    # 1 to 3 interactions at "nice" ms times (multiples of 10) inside the video, at least
+    # 400 ms apart, none in the first 400 ms or the last 300 ms.
+    total_ms = round(seconds * 1000)
+    low = min(400, total_ms // 4)
+    slots = list(range(low, max(low + 1, total_ms - 300), 10))
+    wanted = rng.randint(1, 3)
+    times: list[int] = []
+    for candidate in rng.sample(slots, k=len(slots)):
+        if all(abs(candidate - t) >= 400 for t in times):
+            times.append(candidate)
+        if len(times) == wanted:
+            break
+    times.sort()
+    picked = rng.sample(actions, k=len(times))
+    prompts = ((0, scene), *zip(times, picked, strict=True))
+    if start_pts is None:
+        start_pts = rng.choice((0, rng.randrange(1, 400) * 900))
+    started = started_at.astimezone(UTC)
+    ended = None if active else started + timedelta(milliseconds=total_ms)
+    return DemoRecording(
+        stream_id=stream_id,
+        width=width,
+        height=height,
+        started_at=started,
+        ended_at=ended,
+        fps=fps,
+        seconds=seconds,
+        prompts=tuple(prompts),
+        events_shape=events_shape,
+        seed=seed,
+        start_pts=start_pts,
+        bitrate=bitrate,
+    )
+
+
+@dataclass
+class DemoCatalog:
+    """The recordings a demo server offers, most recent first.
+
+    Thread-safe: recordings can be added while a server is answering requests.
+
+    Attributes:
+        recordings: the recordings, most recent first. Read it through
+            :meth:`snapshot` while a server is running.
+    """
+
+    recordings: list[DemoRecording] = field(default_factory=list)
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        ids = [rec.stream_id for rec in self.recordings]
+        if len(set(ids)) != len(ids):
+            raise ValueError("two recordings share a stream_id")
+        self.recordings.sort(key=lambda rec: rec.started_at, reverse=True)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self.recordings)
+
+    def snapshot(self) -> list[DemoRecording]:
+        """A copy of the list, most recent first (safe while others add)."""
+        with self._lock:
+            return list(self.recordings)
+
+    def get(self, stream_id: str) -> DemoRecording | None:
+        """The recording with this id, or ``None``."""
+        with self._lock:
+            for rec in self.recordings:
+                if rec.stream_id == stream_id:
+                    return rec
+        return None
+
+    def add(self, recording: DemoRecording) -> None:
+        """Add a recording, keeping the most-recent-first order.
+
+        Raises:
+            ValueError: a recording with the same ``stream_id`` is already there.
+        """
+        with self._lock:
+            if any(rec.stream_id == recording.stream_id for rec in self.recordings):
+                raise ValueError(f"recording {recording.stream_id!r} is already in the catalog")
+            self.recordings.append(recording)
+            self.recordings.sort(key=lambda rec: rec.started_at, reverse=True)
+
+
+def make_demo_catalog(
+    n: int = 6,
+    *,
+    seed: int = 0,
+    width: int | None = None,
+    height: int | None = None,
+    seconds: float = 3.5,
+    fps: float = 30.0,
+    active: int = 1,
+    bitrate: int | None = None,
+    now: datetime = DEMO_EPOCH,
+) -> DemoCatalog:
+    """Make a deterministic catalog of ``n`` finished and ``active`` still-active recordings.
+
+    Recordings alternate landscape (320x176) and portrait (176x320) unless ``width`` and
+    ``height`` are given, rotate through the three events-log shapes, and start at
+    irregular intervals before ``now`` (the active ones most recently).
+
+    Args:
+        n: number of finished recordings.
+        seed: makes the catalog (ids, prompts, times, pixels) reproducible.
+        width: frame width for every recording (give with ``height``).
+        height: frame height for every recording (give with ``width``).
+        seconds: video length of every recording.
+        fps: nominal frame rate.
+        active: number of still-active recordings (no video yet).
+        bitrate: H.264 target bits per second, or ``None``.
+        now: the start time of the most recent recording.
+
+    Returns:
+        The catalog, most recent first.
+
+    Raises:
+        ValueError: only one of ``width``/``height`` given, or a negative count.
+    """
+    if (width is None) != (height is None):
+        raise ValueError("give both width and height, or neither")
+    if n < 0 or active < 0:
+        raise ValueError("n and active must not be negative")
+    rng = random.Random(seed)
+    recordings: list[DemoRecording] = []
+    moment = now.astimezone(UTC)
+    for index in range(active + n):
+        is_active = index < active
+        size = (width, height) if width is not None and height is not None else None
+        if size is None:
+            size = LANDSCAPE_SIZE if index % 2 == 0 else PORTRAIT_SIZE
+        recordings.append(
+            make_demo_recording(
+                rng.getrandbits(63),
+                started_at=moment,
+                width=size[0],
+                height=size[1],
+                seconds=seconds,
+                fps=fps,
+                events_shape=(index - active) % 3 + 1 if not is_active else 1,
+                active=is_active,
+                # Two in four recordings start at a non-zero pts (not tied to orientation).
+                start_pts=0 if is_active or (index // 2) % 2 == 0 else 90 * (150 + 37 * index),
+                bitrate=bitrate,
+            )
+        )
+        # The next (older) recording started 20 to 90 minutes earlier, on a whole second.
+        moment -= timedelta(seconds=rng.randrange(20 * 60, 90 * 60))
+    return DemoCatalog(recordings)

@@ -1,0 +1,141 @@
+"""The exceptions of odyssey-data.
+
+Every error the package raises on purpose derives from :class:`OdysseyDataError`, so a
+caller can catch one name. Errors from httpx, PyAV, pyarrow and fsspec are translated at
+the module that talks to them (``raise ... from exc``), never leaked raw::
+
+    OdysseyDataError
+    ├── ConfigError (ValueError)               bad options or pipeline file
+    ├── MissingDependencyError (ImportError)   an extra is not installed; names the pip command
+    ├── ApiError                               the Odyssey REST API
+    │   ├── AuthError                          401/403/422 on the token or an API call
+    │   ├── NotFoundError                      404 for a recording or job
+    │   ├── RateLimited                        429 after the retries ran out
+    │   └── ApiResponseError                   invalid JSON or missing fields in an answer
+    ├── RecordingError                         bad data in one recording
+    │   ├── DownloadError                      fetching the video or events log failed
+    │   ├── DecodeError                        the video cannot be read
+    │   └── EventLogError                      the events log cannot be used at all
+    └── StorageError                           writing, committing or reading the dataset
+
+Messages say what failed, for which recording, and what to do. They never contain the API
+key or a presigned URL's query string: use :func:`redact_url` on every URL put in a message.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = [
+    "ApiError",
+    "ApiResponseError",
+    "AuthError",
+    "ConfigError",
+    "DecodeError",
+    "DownloadError",
+    "EventLogError",
+    "MissingDependencyError",
+    "NotFoundError",
+    "OdysseyDataError",
+    "RateLimited",
+    "RecordingError",
+    "StorageError",
+    "redact_url",
+]
+
+
+class OdysseyDataError(Exception):
+    """Root of every error raised by odyssey-data."""
+
+
+class ConfigError(OdysseyDataError, ValueError):
+    """Options, arguments or a pipeline file are invalid."""
+
+
+class MissingDependencyError(OdysseyDataError, ImportError):
+    """An optional extra is needed but not installed."""
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the {package!r} package, which is not installed. "
+            f"Install it with: pip install 'odyssey-data[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra
+
+
+class ApiError(OdysseyDataError):
+    """The Odyssey REST API refused or failed a request.
+
+    Attributes:
+        status_code: the HTTP status, when there was an answer.
+        retryable: whether trying again later could help.
+    """
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class AuthError(ApiError):
+    """The API key is invalid, malformed or lacks access."""
+
+
+class NotFoundError(ApiError):
+    """The API does not know the requested recording or job."""
+
+
+class RateLimited(ApiError):
+    """The API kept answering 429 after every retry."""
+
+    retryable = True
+
+
+class ApiResponseError(ApiError):
+    """The API answered with something that is not the documented shape."""
+
+
+class RecordingError(OdysseyDataError):
+    """One recording could not be exported; the others are not affected.
+
+    Attributes:
+        stream_id: the recording concerned, when known.
+    """
+
+    def __init__(self, message: str, *, stream_id: str | None = None) -> None:
+        super().__init__(message)
+        self.stream_id = stream_id
+
+
+class DownloadError(RecordingError):
+    """A video or events log could not be downloaded completely."""
+
+
+class DecodeError(RecordingError):
+    """A video file cannot be demuxed or decoded."""
+
+
+class EventLogError(RecordingError):
+    """An events log cannot be used at all (single bad lines are only counted)."""
+
+
+class StorageError(OdysseyDataError):
+    """The dataset could not be written, committed or read."""
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` without its query string, fragment and user info.
+
+    Presigned URLs carry their signature in the query string, so the query is a
+    credential. Use this on every URL that goes into a message, log line or table.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    netloc = parts.hostname or ""
+    if parts.port is not None:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

@@ -1,0 +1,150 @@
+"""The manifest: the commit record of a dataset (pure; storage does the I/O).
+
+``manifest.json`` lists every file of the dataset (path, kind, row count, size,
+SHA-256), every recording's status (``exported``, ``failed`` with the reason, ``skipped``
+with the reason) and the export options, never a secret. Readers read only what it
+lists; a re-run skips the recordings it marks ``exported``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from odyssey_data._version import __version__
+from odyssey_data.errors import StorageError
+from odyssey_data.schema import FORMAT, FORMAT_VERSION, TABLES
+from odyssey_data.storage import FileEntry, utc_now_iso
+
+__all__ = ["Manifest", "RecordingStatus"]
+
+_SHARD = re.compile(r"^(frames|recordings|events|segments)/part-(\d+)\.parquet$")
+
+
+@dataclass(slots=True)
+class RecordingStatus:
+    """One recording's line in the manifest."""
+
+    status: str
+    reason: str | None = None
+    shard: int | None = None
+    video_path: str | None = None
+    frames: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+    updated_at: str = field(default_factory=utc_now_iso)
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest's JSON form."""
+        out: dict[str, Any] = {"status": self.status, "reason": self.reason}
+        if self.shard is not None:
+            out["shard"] = self.shard
+        if self.video_path is not None:
+            out["video_path"] = self.video_path
+        out["frames"] = self.frames
+        out.update(self.details)
+        out["updated_at"] = self.updated_at
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RecordingStatus:
+        """Parse the manifest's JSON form."""
+        known = {"status", "reason", "shard", "video_path", "frames", "updated_at"}
+        return cls(
+            status=str(data["status"]),
+            reason=data.get("reason"),
+            shard=data.get("shard"),
+            video_path=data.get("video_path"),
+            frames=int(data.get("frames", 0)),
+            details={k: v for k, v in data.items() if k not in known},
+            updated_at=str(data.get("updated_at", "")),
+        )
+
+
+@dataclass(slots=True)
+class Manifest:
+    """The dataset's commit record.
+
+    Attributes:
+        files: every file of the dataset by relative path.
+        recordings: every recording's status by ``stream_id``.
+        options: the export options (no secrets).
+        generation: incremented at every commit.
+    """
+
+    files: dict[str, FileEntry] = field(default_factory=dict)
+    recordings: dict[str, RecordingStatus] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    created_at: str = field(default_factory=utc_now_iso)
+    updated_at: str = field(default_factory=utc_now_iso)
+    generation: int = 0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def table_files(self, table: str) -> list[str]:
+        """Relative paths of the Parquet files of ``table``, in shard order."""
+        return sorted(e.path for e in self.files.values() if e.kind == table)
+
+    def next_shard(self) -> int:
+        """The next free shard number (deterministic: one past the highest listed)."""
+        numbers = [int(m.group(2)) for p in self.files if (m := _SHARD.match(p))]
+        return max(numbers, default=-1) + 1
+
+    def exported(self) -> set[str]:
+        """Stream ids already exported (a re-run skips them)."""
+        return {sid for sid, st in self.recordings.items() if st.status == "exported"}
+
+    def counts(self) -> dict[str, int]:
+        """How many recordings have each status."""
+        out: dict[str, int] = {}
+        for st in self.recordings.values():
+            out[st.status] = out.get(st.status, 0) + 1
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document written as ``manifest.json``."""
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "producer": {"name": "odyssey-data", "version": __version__},
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "generation": self.generation,
+            "tables": {t: self.table_files(t) for t in TABLES},
+            "files": [self.files[p].to_json() for p in sorted(self.files)],
+            "recordings": {sid: self.recordings[sid].to_json() for sid in sorted(self.recordings)},
+            "counts": self.counts(),
+            "options": self.options,
+            "stats": self.stats,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, *, where: str) -> Manifest:
+        """Parse ``manifest.json``.
+
+        Raises:
+            StorageError: not an odyssey-data manifest, or of a newer format version.
+        """
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise StorageError(f"{where} is not an odyssey-data manifest")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise StorageError(
+                f"{where} has format_version {version}; this odyssey-data reads "
+                f"{FORMAT_VERSION} (upgrade the package, or export to a new folder)"
+            )
+        try:
+            return cls(
+                files={e["path"]: FileEntry.from_json(e) for e in data.get("files", [])},
+                recordings={
+                    sid: RecordingStatus.from_json(st)
+                    for sid, st in data.get("recordings", {}).items()
+                },
+                options=dict(data.get("options", {})),
+                created_at=str(data.get("created_at", utc_now_iso())),
+                updated_at=str(data.get("updated_at", utc_now_iso())),
+                generation=int(data.get("generation", 0)),
+                stats=dict(data.get("stats", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StorageError(f"{where} is damaged: {exc}") from exc

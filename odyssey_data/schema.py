@@ -1,0 +1,96 @@
+"""Arrow schemas of the exported dataset, format version 1.
+
+The column names are the contract of ``dataset-format.md``: add columns freely, never
+rename or drop one without bumping :data:`FORMAT_VERSION`. Pure: no I/O here.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+FORMAT = "odyssey-data"
+FORMAT_VERSION = 1
+
+#: The four tables, in the order they are written and listed in the manifest.
+TABLES = ("frames", "recordings", "events", "segments")
+
+FRAMES_SCHEMA = pa.schema(
+    [
+        pa.field("stream_id", pa.string(), nullable=False),
+        pa.field("frame_index", pa.int32(), nullable=False),
+        pa.field("pts", pa.int64(), nullable=False),
+        pa.field("timestamp_s", pa.float64(), nullable=False),
+        pa.field("is_keyframe", pa.bool_(), nullable=False),
+        pa.field("video_path", pa.string(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("prompt", pa.string()),
+        pa.field("prompt_index", pa.int32()),
+        pa.field("prompt_time_s", pa.float64()),
+    ]
+)
+
+#: The optional column of materialised frames (encoded JPEG/PNG/WebP bytes).
+IMAGE_FIELD = pa.field("image", pa.binary())
+
+_TS = pa.timestamp("us", tz="UTC")
+
+RECORDINGS_SCHEMA = pa.schema(
+    [
+        pa.field("stream_id", pa.string(), nullable=False),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("started_at", _TS),
+        pa.field("ended_at", _TS),
+        pa.field("duration_seconds", pa.float64()),
+        pa.field("frame_count", pa.int64(), nullable=False),
+        pa.field("video_path", pa.string(), nullable=False),
+        pa.field("video_bytes", pa.int64(), nullable=False),
+        pa.field("video_sha256", pa.string(), nullable=False),
+        pa.field("codec", pa.string()),
+        pa.field("time_base", pa.string()),
+        pa.field("events_count", pa.int64(), nullable=False),
+        pa.field("bad_event_lines", pa.int64(), nullable=False),
+        pa.field("prompts_count", pa.int64(), nullable=False),
+        pa.field("first_pts", pa.int64()),
+        pa.field("video_duration_s", pa.float64()),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("exported_at", _TS, nullable=False),
+    ]
+)
+
+EVENTS_SCHEMA = pa.schema(
+    [
+        pa.field("stream_id", pa.string(), nullable=False),
+        pa.field("event_index", pa.int32(), nullable=False),
+        pa.field("time_s", pa.float64(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("prompt", pa.string()),
+        pa.field("raw", pa.string(), nullable=False),
+    ]
+)
+
+SEGMENTS_SCHEMA = pa.schema(
+    [
+        pa.field("stream_id", pa.string(), nullable=False),
+        pa.field("prompt_index", pa.int32(), nullable=False),
+        pa.field("prompt", pa.string(), nullable=False),
+        pa.field("start_s", pa.float64(), nullable=False),
+        pa.field("end_s", pa.float64(), nullable=False),
+        pa.field("first_frame", pa.int32()),
+        pa.field("last_frame", pa.int32()),
+        pa.field("frame_count", pa.int32(), nullable=False),
+    ]
+)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "frames": FRAMES_SCHEMA,
+    "recordings": RECORDINGS_SCHEMA,
+    "events": EVENTS_SCHEMA,
+    "segments": SEGMENTS_SCHEMA,
+}
+
+
+def frames_schema(with_image: bool) -> pa.Schema:
+    """The frames schema, with the ``image`` column when frames are materialised."""
+    return FRAMES_SCHEMA.append(IMAGE_FIELD) if with_image else FRAMES_SCHEMA

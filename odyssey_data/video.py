@@ -1,0 +1,324 @@
+"""Everything that touches PyAV: frame timing, frame decoding, and writing test videos.
+
+This is the only module that imports ``av``; PyAV errors become
+:class:`~odyssey_data.errors.DecodeError` here.
+
+Frame timing comes from demuxing, not decoding (tens of thousands of frames per second
+instead of hundreds): packets whose ``pts`` is ``None`` or that the demuxer marks as
+discard (edit lists) are dropped and the rest sorted by ``pts``, which equals the decoded
+frames' presentation order on H.264 with B-frames. ``stream.index_entries`` holds decode
+timestamps, so it is not used. Where the two could differ (a packet without pts, a first
+decoded frame whose pts is not the first demuxed pts), :func:`probe_frames` falls back to
+decoding the whole recording.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import av
+import av.error
+import numpy as np
+import numpy.typing as npt
+from av.video.reformatter import Interpolation, VideoReformatter
+
+from odyssey_data.errors import DecodeError
+
+__all__ = ["FrameTiming", "encode_video", "probe_frames", "read_frames"]
+
+log = logging.getLogger(__name__)
+
+VideoSource = str | Path | IO[bytes]
+ProbeMode = Literal["auto", "demux", "decode"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FrameTiming:
+    """Presentation timing of every frame of a video's first video stream.
+
+    Attributes:
+        pts: presentation timestamps in presentation order (int64, strictly increasing).
+        is_keyframe: whether each frame is a key frame.
+        time_base: the stream's time base (seconds per pts tick).
+        width: coded width in pixels.
+        height: coded height in pixels.
+        codec: codec name, e.g. ``"h264"``.
+        method: ``"demux"`` or ``"decode"``: how the timing was read.
+    """
+
+    pts: npt.NDArray[np.int64]
+    is_keyframe: npt.NDArray[np.bool_]
+    time_base: Fraction
+    width: int
+    height: int
+    codec: str
+    method: str
+
+    @property
+    def frame_count(self) -> int:
+        """Number of presented frames."""
+        return int(self.pts.shape[0])
+
+    @property
+    def first_pts(self) -> int:
+        """The pts of the first presented frame (time zero of the recording)."""
+        return int(self.pts[0])
+
+    def timestamps_s(self) -> npt.NDArray[np.float64]:
+        """Seconds since the first presented frame: ``(pts - first_pts) * time_base``."""
+        rel = (self.pts - self.pts[0]).astype(np.float64)
+        out: npt.NDArray[np.float64] = rel * (self.time_base.numerator / self.time_base.denominator)
+        return out
+
+
+def _open(source: VideoSource, what: str) -> Any:
+    try:
+        return av.open(source if not isinstance(source, Path) else str(source), "r")
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise DecodeError(f"{what}: not a readable video file ({exc})") from exc
+
+
+def _video_stream(container: Any, what: str) -> Any:
+    if not container.streams.video:
+        raise DecodeError(f"{what}: the file has no video stream")
+    return container.streams.video[0]
+
+
+def _demux_timing(container: Any, stream: Any) -> tuple[np.ndarray, np.ndarray, bool]:
+    pts_list: list[int] = []
+    key_list: list[bool] = []
+    missing_pts = False
+    for packet in container.demux(stream):
+        if packet.size == 0:  # the flush packet at the end
+            continue
+        if packet.pts is None:
+            missing_pts = True
+            continue
+        if packet.is_discard:
+            continue
+        pts_list.append(packet.pts)
+        key_list.append(bool(packet.is_keyframe))
+    pts = np.asarray(pts_list, dtype=np.int64)
+    keys = np.asarray(key_list, dtype=np.bool_)
+    order = np.argsort(pts, kind="stable")
+    return pts[order], keys[order], missing_pts
+
+
+def _decode_timing(container: Any, stream: Any) -> tuple[np.ndarray, np.ndarray]:
+    stream.thread_type = "AUTO"
+    pts_list: list[int] = []
+    key_list: list[bool] = []
+    for frame in container.decode(stream):
+        if frame.pts is None:
+            continue
+        pts_list.append(frame.pts)
+        key_list.append(bool(frame.key_frame))
+    return np.asarray(pts_list, dtype=np.int64), np.asarray(key_list, dtype=np.bool_)
+
+
+def _first_decoded_pts(source: VideoSource, what: str) -> int | None:
+    if not isinstance(source, str | Path):
+        source.seek(0)
+    with _open(source, what) as container:
+        stream = _video_stream(container, what)
+        for frame in container.decode(stream):
+            return None if frame.pts is None else int(frame.pts)
+    return None
+
+
+def probe_frames(
+    source: VideoSource, *, what: str = "video", mode: ProbeMode = "auto"
+) -> FrameTiming:
+    """Read the presentation timing of every frame of the first video stream.
+
+    Args:
+        source: a path or a seekable binary file object.
+        what: names the recording in error messages.
+        mode: ``"auto"`` demuxes and checks the first frame against a real decode,
+            falling back to a full decode where they could differ; ``"demux"`` trusts
+            the packets; ``"decode"`` decodes every frame.
+
+    Returns:
+        The timing, with at least one frame.
+
+    Raises:
+        DecodeError: the file is not a video, has no video stream, no frames, or
+            duplicate timestamps.
+    """
+    try:
+        with _open(source, what) as container:
+            stream = _video_stream(container, what)
+            time_base = stream.time_base
+            if time_base is None:
+                raise DecodeError(f"{what}: the video stream has no time base")
+            ctx = stream.codec_context
+            width, height, codec = int(ctx.width), int(ctx.height), str(ctx.name)
+            if mode == "decode":
+                pts, keys = _decode_timing(container, stream)
+                method = "decode"
+            else:
+                pts, keys, missing = _demux_timing(container, stream)
+                method = "demux"
+                if missing and mode == "auto":
+                    method = ""
+        if method == "demux" and mode == "auto" and pts.size:
+            first = _first_decoded_pts(source, what)
+            if first != int(pts[0]):
+                log.info("%s: first decoded pts %s != demuxed %s; decoding", what, first, pts[0])
+                method = ""
+        if not method:
+            if not isinstance(source, str | Path):
+                source.seek(0)
+            with _open(source, what) as container:
+                pts, keys = _decode_timing(container, _video_stream(container, what))
+            method = "decode"
+    except av.error.FFmpegError as exc:
+        raise DecodeError(f"{what}: the video cannot be read ({exc})") from exc
+    if pts.size == 0:
+        raise DecodeError(f"{what}: the video stream holds no frames")
+    if pts.size > 1 and not bool(np.all(np.diff(pts) > 0)):
+        raise DecodeError(f"{what}: two frames share a presentation timestamp")
+    return FrameTiming(
+        pts=pts,
+        is_keyframe=keys,
+        time_base=Fraction(time_base.numerator, time_base.denominator),
+        width=width,
+        height=height,
+        codec=codec,
+        method=method,
+    )
+
+
+def read_frames(
+    source: VideoSource,
+    pts: Sequence[int],
+    *,
+    size: tuple[int, int] | None = None,
+    what: str = "video",
+) -> list[npt.NDArray[np.uint8]]:
+    """Decode the frames with the given presentation timestamps, in the order asked.
+
+    One seek to the key frame before the earliest wanted frame, then one forward decode
+    pass to the latest: a batch costs one decode per video, not one seek per frame.
+
+    Args:
+        source: a path or a seekable binary file object.
+        pts: wanted presentation timestamps (the ``pts`` column of the frames table).
+        size: ``(width, height)`` to resize to, or ``None`` for the decoded size.
+        what: names the recording in error messages.
+
+    Returns:
+        ``H×W×3`` uint8 RGB arrays, one per requested pts, in request order.
+
+    Raises:
+        DecodeError: the video cannot be read or a wanted pts was not presented.
+    """
+    if not pts:
+        return []
+    wanted = sorted(set(int(p) for p in pts))
+    found: dict[int, npt.NDArray[np.uint8]] = {}
+    try:
+        with _open(source, what) as container:
+            stream = _video_stream(container, what)
+            stream.thread_type = "AUTO"
+            reformatter = VideoReformatter()
+            # backward=True: land on the key frame at or before the target.
+            container.seek(wanted[0], stream=stream, backward=True, any_frame=False)
+            want = set(wanted)
+            last = wanted[-1]
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                if frame.pts in want:
+                    width, height = size if size else (frame.width, frame.height)
+                    rgb = reformatter.reformat(
+                        frame,
+                        width=width,
+                        height=height,
+                        format="rgb24",
+                        interpolation=Interpolation.AREA,
+                    )
+                    found[frame.pts] = np.asarray(rgb.to_ndarray(), dtype=np.uint8)
+                if frame.pts >= last:
+                    break
+    except av.error.FFmpegError as exc:
+        raise DecodeError(f"{what}: decoding failed ({exc})") from exc
+    missing = [p for p in wanted if p not in found]
+    if missing:
+        raise DecodeError(
+            f"{what}: no frame was presented at pts {missing[:5]}; the frames table and the "
+            "video disagree (re-export this recording or run 'odyssey-data verify')"
+        )
+    return [found[int(p)] for p in pts]
+
+
+def encode_video(
+    target: VideoSource,
+    frames: Iterable[tuple[npt.NDArray[np.uint8], int]],
+    *,
+    width: int,
+    height: int,
+    time_base: Fraction = Fraction(1, 90000),
+    fps: int = 30,
+    gop: int = 30,
+    bframes: int = 2,
+    faststart: bool = True,
+    bitrate: int | None = None,
+) -> None:
+    """Encode RGB frames with explicit pts into an H.264 MP4 (demo and test videos).
+
+    Args:
+        target: a path or a writable binary file object.
+        frames: ``(rgb_array, pts)`` pairs in presentation order; pts in ``time_base``
+            units, strictly increasing, may start above zero and be irregular (VFR).
+        width: frame width (even).
+        height: frame height (even).
+        time_base: the stream's time base.
+        fps: nominal rate, used for rate control only.
+        gop: key frame interval in frames.
+        bframes: B-frames between references (decode order differs from presentation).
+        faststart: put the MP4 index first, as streamed recordings usually have it.
+        bitrate: target bits per second, or ``None`` for x264's quality default.
+    """
+    options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(
+        target if not isinstance(target, Path) else str(target), "w", format="mp4", options=options
+    ) as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = time_base
+        stream.codec_context.time_base = time_base
+        # Frame threads, not slices: x264 otherwise slices every frame, unlike recordings.
+        stream.thread_type = "FRAME"
+        stream.options = {"preset": "veryfast", "bf": str(bframes), "g": str(gop)}
+        if bitrate:
+            stream.bit_rate = bitrate
+        for rgb, pts in frames:
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = pts
+            frame.time_base = time_base
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def iter_decoded(
+    source: VideoSource, *, what: str = "video"
+) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
+    """Decode every frame in presentation order as ``(pts, rgb_array)`` (tests, tools)."""
+    try:
+        with _open(source, what) as container:
+            stream = _video_stream(container, what)
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                if frame.pts is not None:
+                    yield int(frame.pts), frame.to_ndarray(format="rgb24")
+    except av.error.FFmpegError as exc:
+        raise DecodeError(f"{what}: decoding failed ({exc})") from exc

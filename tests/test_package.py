@@ -1,0 +1,64 @@
+"""The package's shape: a curated public API and one module per heavy library."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import odyssey_data
+
+PACKAGE = Path(odyssey_data.__file__).parent
+
+# design.md: each heavy library is imported by one module only.
+OWNERS = {
+    "httpx": {"api.py"},
+    "av": {"video.py"},
+    "fsspec": {"storage.py"},
+    "ray": {"ray_executor.py"},
+}
+
+
+def imported_roots(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_heavy_libraries_are_imported_by_one_module_each() -> None:
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        roots = imported_roots(path)
+        for library, owners in OWNERS.items():
+            if library in roots and path.name not in owners:
+                offenders.append(f"{path.relative_to(PACKAGE)} imports {library}")
+    assert offenders == []
+
+
+def test_all_is_complete_and_sorted() -> None:
+    public = {name for name in vars(odyssey_data) if not name.startswith("_")}
+    modules = {name for name in public if type(getattr(odyssey_data, name)).__name__ == "module"}
+    assert set(odyssey_data.__all__) == (public - modules) | {"__version__"}
+    assert list(odyssey_data.__all__) == sorted(odyssey_data.__all__)
+
+
+def test_version_matches_installed_metadata() -> None:
+    from importlib.metadata import version
+
+    assert version("odyssey-data") == odyssey_data.__version__
+
+
+def test_cli_entry_point_runs() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "odyssey_data.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert odyssey_data.__version__ in done.stdout

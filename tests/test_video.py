@@ -1,0 +1,117 @@
+"""Frame timing from demuxing equals what a decoder presents; frames load by pts."""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from odyssey_data.errors import DecodeError
+from odyssey_data.video import encode_video, iter_decoded, probe_frames, read_frames
+
+
+def make_frames(n: int, start_pts: int, jitter: bool, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    pts = start_pts
+    for i in range(n):
+        img = np.zeros((96, 160, 3), np.uint8)
+        img[:, :] = (i * 7 % 255, 40, 200 - i % 200)
+        img[10:30, (i * 3) % 140 : (i * 3) % 140 + 20] = 255
+        yield img, pts
+        pts += int(3000 * (rng.uniform(0.6, 1.5) if jitter else 1.0))
+
+
+@pytest.fixture(scope="module")
+def vfr_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("video") / "vfr.mp4"
+    encode_video(path, make_frames(90, 45_000, jitter=True), width=160, height=96, bframes=2)
+    return path
+
+
+def decoded_pts(path: Path) -> list[int]:
+    with av.open(str(path)) as container:
+        return [f.pts for f in container.decode(video=0)]
+
+
+@pytest.mark.parametrize("mode", ["auto", "demux", "decode"])
+def test_probe_matches_decoder(vfr_video: Path, mode: str) -> None:
+    timing = probe_frames(vfr_video, mode=mode)  # type: ignore[arg-type]
+    assert timing.pts.tolist() == decoded_pts(vfr_video)
+    assert timing.first_pts > 0  # the file starts at a non-zero pts
+    assert timing.frame_count == 90
+    ts = timing.timestamps_s()
+    assert ts[0] == 0.0
+    assert len(set(np.round(np.diff(ts), 6))) > 5  # variable frame timing survived
+    assert timing.is_keyframe[0]
+    tb = timing.time_base
+    assert ts[10] == pytest.approx(float((timing.pts[10] - timing.first_pts) * tb))
+
+
+def test_bframes_make_decode_order_differ(vfr_video: Path) -> None:
+    with av.open(str(vfr_video)) as container:
+        packet_pts = [p.pts for p in container.demux(video=0) if p.pts is not None]
+    assert packet_pts != sorted(packet_pts)  # B-frames present: the test is meaningful
+    assert probe_frames(vfr_video).method == "demux"
+
+
+def test_probe_accepts_file_objects(vfr_video: Path) -> None:
+    timing = probe_frames(io.BytesIO(vfr_video.read_bytes()))
+    assert timing.pts.tolist() == decoded_pts(vfr_video)
+
+
+def test_read_frames_returns_the_decoded_pictures_in_request_order(vfr_video: Path) -> None:
+    reference = dict(iter_decoded(vfr_video))
+    timing = probe_frames(vfr_video)
+    wanted = [int(timing.pts[i]) for i in (70, 3, 45, 46, 89)]
+    images = read_frames(vfr_video, wanted)
+    for pts, img in zip(wanted, images, strict=True):
+        assert np.array_equal(img, reference[pts])
+
+
+def test_read_frames_resizes(vfr_video: Path) -> None:
+    timing = probe_frames(vfr_video)
+    (img,) = read_frames(vfr_video, [int(timing.pts[5])], size=(80, 48))
+    assert img.shape == (48, 80, 3)
+    assert img.dtype == np.uint8
+
+
+def test_read_frames_rejects_a_pts_not_presented(vfr_video: Path) -> None:
+    timing = probe_frames(vfr_video)
+    with pytest.raises(DecodeError, match="pts"):
+        read_frames(vfr_video, [int(timing.pts[5]) + 1])
+
+
+def test_not_a_video(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"this is not a video at all" * 100)
+    with pytest.raises(DecodeError, match="rec-x"):
+        probe_frames(bad, what="rec-x")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    bad = tmp_path / "empty.mp4"
+    bad.write_bytes(b"")
+    with pytest.raises(DecodeError):
+        probe_frames(bad)
+
+
+def test_no_video_stream(tmp_path: Path) -> None:
+    path = tmp_path / "audio.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(
+            np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
+        )
+        frame.sample_rate = 16000
+        frame.pts = 0
+        frame.time_base = Fraction(1, 16000)
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    with pytest.raises(DecodeError, match="no video stream"):
+        probe_frames(path)
