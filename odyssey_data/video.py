@@ -72,7 +72,9 @@ class FrameTiming:
     def timestamps_s(self) -> npt.NDArray[np.float64]:
         """Seconds since the first presented frame: ``(pts - first_pts) * time_base``."""
         rel = (self.pts - self.pts[0]).astype(np.float64)
-        out: npt.NDArray[np.float64] = rel * (self.time_base.numerator / self.time_base.denominator)
+        # rel * num / den, not rel * (num / den): for the usual 1/N time bases this is one
+        # correctly rounded division, so the value is the closest float to the exact time.
+        out: npt.NDArray[np.float64] = rel * self.time_base.numerator / self.time_base.denominator
         return out
 
 
