@@ -101,6 +101,40 @@ class Manifest:
             out[st.status] = out.get(st.status, 0) + 1
         return out
 
+    def problems(self) -> list[str]:
+        """Inconsistencies of the manifest with itself (pure: no file is read).
+
+        Every exported recording must name a listed shard and video, and each shard's
+        ``recordings`` and ``frames`` row counts must equal what the recordings it holds
+        add up to: a recording written twice, or a shard that lost one, shows here.
+        """
+        problems: list[str] = []
+        per_shard: dict[int, list[RecordingStatus]] = {}
+        for sid, st in sorted(self.recordings.items()):
+            if st.status != "exported":
+                continue
+            if st.shard is None:
+                problems.append(f"recording {sid!r}: exported, but no shard is named")
+                continue
+            per_shard.setdefault(st.shard, []).append(st)
+            if st.video_path not in self.files:
+                problems.append(f"recording {sid!r}: exported, but its video is not listed")
+        shards = {int(m.group(2)) for p in self.files if (m := _SHARD.match(p))}
+        for shard in sorted(shards | set(per_shard)):
+            held = per_shard.get(shard, [])
+            expected = {"recordings": len(held), "frames": sum(st.frames for st in held)}
+            for table, rows in expected.items():
+                rel = f"{table}/part-{shard:06d}.parquet"
+                entry = self.files.get(rel)
+                if entry is None:
+                    problems.append(f"{rel}: recordings name this shard, but it is not listed")
+                elif entry.num_rows != rows:
+                    problems.append(
+                        f"{rel}: {entry.num_rows} rows listed, but the recordings of shard "
+                        f"{shard} add up to {rows}"
+                    )
+        return problems
+
     def to_json(self) -> dict[str, Any]:
         """The JSON document written as ``manifest.json``."""
         return {

@@ -17,11 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
+import inspect
 import io
 import json
+import logging
 import os
 import re
 import shutil
+import socket
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -33,20 +38,30 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
+from fsspec.spec import AbstractBufferedFile
 
 from odyssey_data.errors import ConfigError, MissingDependencyError, StorageError
 
 __all__ = [
+    "LOCK_NAME",
     "MANIFEST_NAME",
     "DatasetStore",
     "FileEntry",
+    "WriterLock",
     "hash_file",
     "safe_name",
     "utc_now_iso",
 ]
 
+log = logging.getLogger(__name__)
+
 MANIFEST_NAME = "manifest.json"
+#: The writer lock at the dataset root; readers ignore it.
+LOCK_NAME = "_odyssey.lock"
+#: Prefix of local temp files (renamed into place when whole; leftovers are removed).
+TMP_PREFIX = ".tmp-"
 ROW_GROUP_ROWS = 100_000
+IMAGE_ROW_GROUP_ROWS = 1_024
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _EXTRAS = {
     "s3": ("s3fs", "s3"),
@@ -142,10 +157,66 @@ class _HashingWriter(io.RawIOBase):
         return self.size
 
 
+def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
+
+
 def _check_relative(rel: str) -> None:
     parts = rel.split("/")
     if rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise StorageError(f"refusing the dataset path {rel!r}: not a plain relative path")
+
+
+def _require_backend(protocol: str) -> None:
+    """Import the package behind ``protocol`` when it is an extra, or say how to install it.
+
+    Checked before fsspec sees the URL: fsspec's own error is long and names no extra.
+    """
+    if protocol not in _EXTRAS:
+        return
+    package, extra = _EXTRAS[protocol]
+    try:
+        importlib.import_module(package)
+    except ImportError as exc:
+        raise MissingDependencyError(package, extra, f"the storage target {protocol}://") from exc
+
+
+def _has_exclusive_create(fs: fsspec.AbstractFileSystem) -> bool:
+    """Whether ``fs.pipe_file`` takes ``mode="create"`` (fsspec's exclusive write)."""
+    method = getattr(fs, "_pipe_file", None) or fs.pipe_file
+    try:
+        return "mode" in inspect.signature(method).parameters
+    except (TypeError, ValueError):  # pragma: no cover - not introspectable
+        return False
+
+
+def _fsync_dir(folder: str) -> None:
+    # The rename is durable only once the folder's entry is: best effort (not on Windows).
+    with contextlib.suppress(OSError):
+        fd = os.open(folder or ".", os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _abandon(handle: IO[bytes]) -> None:
+    """Drop an unfinished remote write without publishing it.
+
+    ``with fs.open(...)`` would *close* the file on an exception, and closing finishes an
+    S3 multipart or GCS resumable upload with whatever was written: a truncated object.
+    ``discard`` aborts the upload; marking the file closed stops ``__del__`` finishing it.
+    """
+    discard = getattr(handle, "discard", None)
+    if callable(discard):
+        with contextlib.suppress(Exception):
+            discard()
+    if isinstance(handle, AbstractBufferedFile):
+        handle.closed = True
+    else:
+        with contextlib.suppress(Exception):
+            handle.close()
 
 
 class DatasetStore:
@@ -164,7 +235,8 @@ class DatasetStore:
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
         self.url = url
         self.storage_options = dict(storage_options or {})
-        protocol = url.split("://", 1)[0] if "://" in url else "file"
+        protocol = url.split("://", 1)[0].lower() if "://" in url else "file"
+        _require_backend(protocol)
         try:
             fs, root = fsspec.core.url_to_fs(url, **self.storage_options)
         except ImportError as exc:
@@ -172,9 +244,16 @@ class DatasetStore:
             raise MissingDependencyError(package, extra, f"writing to {protocol}://") from exc
         except ValueError as exc:
             raise ConfigError(f"unknown storage target {url!r}: {exc}") from exc
+        except TypeError as exc:
+            raise ConfigError(
+                f"invalid storage options for {url!r} ({exc}); check the --storage-option keys"
+            ) from exc
         self.fs: fsspec.AbstractFileSystem = fs
         self.root: str = root.rstrip("/") if root not in ("/", "") else root
         self.is_local = isinstance(fs, LocalFileSystem)
+        #: Whether worker processes see what this process writes (not so for ``memory://``,
+        #: whose files live in the memory of one process).
+        self.shared_between_processes = "memory" not in _protocols(fs)
 
     def __getstate__(self) -> dict[str, Any]:
         # Filesystem objects do not always pickle; a store is rebuilt in each worker.
@@ -194,71 +273,149 @@ class DatasetStore:
         return self.path(rel) if self.is_local else None
 
     # -- writing ---------------------------------------------------------------------
-    def _atomic(self, rel: str) -> tuple[str, str]:
-        final = self.path(rel)
-        parent = final.rsplit("/", 1)[0] if "/" in final else ""
-        if self.is_local:
-            if parent:
-                os.makedirs(parent, exist_ok=True)
-            return final, f"{parent}/.tmp-{uuid.uuid4().hex}-{final.rsplit('/', 1)[-1]}"
-        return final, final
+    def _local_tmp(self, final: str) -> str:
+        parent, _, name = final.rpartition("/")
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        tmp = f"{TMP_PREFIX}{uuid.uuid4().hex}-{name}"
+        return f"{parent}/{tmp}" if parent else tmp
 
-    def _finish(self, final: str, tmp: str) -> None:
-        if tmp != final:
-            os.replace(tmp, final)
+    @contextlib.contextmanager
+    def _writing(self, rel: str) -> Iterator[IO[bytes]]:
+        """A binary file whose content appears at ``rel`` whole, or not at all.
+
+        Local: a temp file in the same folder, flushed to disk, then ``os.replace``.
+        Object stores: one upload, which the store publishes atomically when it completes;
+        on an error the upload is aborted instead of being completed with a part.
+        (``memory://`` shows a file while it is written; no manifest lists it yet.)
+        """
+        final = self.path(rel)
+        if self.is_local:
+            tmp = self._local_tmp(final)
+            try:
+                with open(tmp, "wb") as local:
+                    yield local
+                    local.flush()
+                    os.fsync(local.fileno())
+                os.replace(tmp, final)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+            return
+        handle: IO[bytes] = self.fs.open(final, "wb")
+        try:
+            yield handle
+        except BaseException:
+            _abandon(handle)
+            raise
+        handle.close()
 
     def write_bytes(self, rel: str, data: bytes) -> FileEntry:
-        """Write ``data`` whole to ``rel`` (atomic replace), returning its entry."""
-        final, tmp = self._atomic(rel)
+        """Write ``data`` whole to ``rel`` (atomic replace), returning its entry.
+
+        Raises:
+            StorageError: the write failed; ``rel`` then still holds what it held before.
+        """
         try:
-            with self.fs.open(tmp, "wb") as handle:
-                handle.write(data)
-            self._finish(final, tmp)
+            if self.is_local:
+                with self._writing(rel) as handle:
+                    handle.write(data)
+                _fsync_dir(self.path(rel).rpartition("/")[0])
+            else:
+                # One request: a reader sees the old object or the new one, never a part.
+                self.fs.pipe_file(self.path(rel), data)
         except OSError as exc:
             raise StorageError(f"cannot write {rel} under {self.url}: {exc}") from exc
-        finally:
-            self._discard(tmp, final)
         return FileEntry(rel, "blob", None, len(data), hashlib.sha256(data).hexdigest())
+
+    def create_exclusive(self, rel: str, data: bytes) -> bool:
+        """Create ``rel`` with ``data`` only if it does not exist yet.
+
+        Local disks: a temp file hard-linked into place (``link`` fails when the name
+        exists, and the file is complete the moment it appears). Object stores: a
+        conditional create (S3 ``If-None-Match``, GCS ``ifGenerationMatch=0``, memory
+        ``xb``), after an existence check for stores or emulators that ignore the
+        condition. Where the store ignores it, two writers racing within one request
+        can both succeed: the caller reads the file back to confirm.
+
+        Returns:
+            True when this call created the file, False when it already existed.
+
+        Raises:
+            StorageError: the store refused the write for another reason.
+        """
+        final = self.path(rel)
+        try:
+            if self.is_local:
+                for attempt in range(3):
+                    tmp = self._local_tmp(final)
+                    try:
+                        with open(tmp, "wb") as handle:
+                            handle.write(data)
+                            handle.flush()
+                            os.fsync(handle.fileno())
+                        os.link(tmp, final)
+                        break
+                    except FileExistsError:
+                        return False
+                    except FileNotFoundError:
+                        # The lock holder's leftover cleanup removed our temp file between
+                        # its write and its link: write it again.
+                        if attempt == 2:
+                            raise
+                    finally:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(tmp)
+                _fsync_dir(final.rpartition("/")[0])
+                return True
+            self.fs.invalidate_cache(final)
+            if self.fs.exists(final):
+                return False
+            if not _has_exclusive_create(self.fs):  # pragma: no cover - older fsspec backends
+                self.fs.pipe_file(final, data)
+                return True
+            try:
+                self.fs.pipe_file(final, data, mode="create")
+            except FileExistsError:
+                return False
+            return True
+        except OSError as exc:
+            raise StorageError(f"cannot create {rel} under {self.url}: {exc}") from exc
+        finally:
+            with contextlib.suppress(Exception):
+                self.fs.invalidate_cache(final)
 
     def put_stream(self, rel: str, source: IO[bytes], kind: str = "video") -> FileEntry:
         """Copy a local binary file to ``rel`` whole, hashing it on the way."""
-        final, tmp = self._atomic(rel)
         source.seek(0)
         try:
-            with self.fs.open(tmp, "wb") as handle:
+            with self._writing(rel) as handle:
                 writer = _HashingWriter(handle)
                 shutil.copyfileobj(source, writer, 1 << 20)
-            self._finish(final, tmp)
         except OSError as exc:
             raise StorageError(f"cannot write {rel} under {self.url}: {exc}") from exc
-        finally:
-            self._discard(tmp, final)
         return FileEntry(rel, kind, None, writer.size, writer.digest.hexdigest())
 
     def write_table(self, rel: str, table: pa.Table, kind: str) -> FileEntry:
         """Write ``table`` as one zstd Parquet file at ``rel`` (atomic replace)."""
-        final, tmp = self._atomic(rel)
         try:
-            with self.fs.open(tmp, "wb") as handle:
+            with self._writing(rel) as handle:
                 writer = _HashingWriter(handle)
                 pq.write_table(
                     table,
                     writer,
                     compression="zstd",
-                    row_group_size=ROW_GROUP_ROWS,
+                    # Encoded images make rows heavy: small row groups keep random
+                    # access to one frame's image cheap.
+                    row_group_size=IMAGE_ROW_GROUP_ROWS
+                    if "image" in table.schema.names
+                    else ROW_GROUP_ROWS,
                     use_dictionary=True,
                     write_statistics=True,
                 )
-            self._finish(final, tmp)
         except (OSError, pa.ArrowException) as exc:
             raise StorageError(f"cannot write {rel} under {self.url}: {exc}") from exc
-        finally:
-            self._discard(tmp, final)
         return FileEntry(rel, kind, table.num_rows, writer.size, writer.digest.hexdigest())
-
-    def _discard(self, tmp: str, final: str) -> None:
-        if tmp != final and os.path.exists(tmp):
-            os.unlink(tmp)
 
     # -- reading ---------------------------------------------------------------------
     def read_bytes(self, rel: str) -> bytes | None:
@@ -281,6 +438,21 @@ class DatasetStore:
         except ValueError as exc:
             raise StorageError(f"{rel} under {self.url} is not valid JSON: {exc}") from exc
 
+    def manifest_generation(self) -> int | None:
+        """The ``generation`` of the stored ``manifest.json``: ``None`` when there is none.
+
+        Tolerant: a manifest that cannot be parsed counts as generation 0, so that
+        ``--overwrite`` can replace it.
+        """
+        data = self.read_bytes(MANIFEST_NAME)
+        if data is None:
+            return None
+        try:
+            generation = json.loads(data).get("generation", 0)
+            return int(generation)
+        except (ValueError, TypeError, AttributeError):
+            return 0
+
     def open(self, rel: str) -> IO[bytes]:
         """Open ``rel`` for reading (seekable; remote files are read with a block cache)."""
         try:
@@ -291,6 +463,7 @@ class DatasetStore:
 
     def file_info(self, rel: str) -> dict[str, Any] | None:
         """fsspec's info of ``rel`` (with ``size``), or ``None`` when absent."""
+        self.fs.invalidate_cache(self.path(rel))
         try:
             info: dict[str, Any] = self.fs.info(self.path(rel))
         except FileNotFoundError:
@@ -305,6 +478,8 @@ class DatasetStore:
     def list_files(self, folder: str) -> list[str]:
         """Relative paths of the files under ``folder`` (recursively), sorted."""
         base = self.path(folder)
+        # Listings are cached per filesystem instance; another process may have written.
+        self.fs.invalidate_cache(base)
         try:
             found = self.fs.find(base)
         except FileNotFoundError:
@@ -316,11 +491,26 @@ class DatasetStore:
             out.append(name.lstrip("/"))
         return sorted(out)
 
+    def list_root_files(self) -> list[str]:
+        """Names of the files directly at the dataset root (not in its folders), sorted."""
+        root = self.root or ""
+        self.fs.invalidate_cache(root)
+        try:
+            entries = self.fs.ls(root, detail=True)
+        except FileNotFoundError:
+            return []
+        names = [str(e["name"]).rstrip("/").rsplit("/", 1)[-1] for e in entries]
+        return sorted(n for e, n in zip(entries, names, strict=True) if e.get("type") == "file")
+
     def remove(self, rels: Iterable[str]) -> None:
         """Delete files (missing ones are fine)."""
         for rel in rels:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 self.fs.rm_file(self.path(rel))
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise StorageError(f"cannot delete {rel} under {self.url}: {exc}") from exc
 
     def dataset(self, rels: list[str], schema: pa.Schema | None = None) -> pads.Dataset:
         """A pyarrow dataset over the Parquet files ``rels`` (for lazy scans)."""
@@ -337,3 +527,206 @@ class DatasetStore:
         """Stream the record batches of one Parquet file."""
         with self.open(rel) as handle:
             yield from pq.ParquetFile(handle).iter_batches()
+
+
+# -- the writer lock -------------------------------------------------------------------
+def _pid_namespace() -> str | None:
+    # Two containers can share a host name; a pid means something only in its namespace.
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), to tell pid reuse."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its end.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    if len(fields) < 20 or fields[0] in ("Z", "X"):  # a zombie has finished running
+        return "dead"
+    return fields[19]
+
+
+def _process_alive(pid: int, start: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: it exists
+    current = _process_start(pid)
+    if current == "dead":
+        return False
+    return start is None or current is None or current == start
+
+
+class WriterLock:
+    """The one-writer-at-a-time lock of a dataset root (``_odyssey.lock``).
+
+    The lock is a small JSON object (owner id, host, pid, times) created exclusively:
+    see :meth:`DatasetStore.create_exclusive`. Its holder refreshes it while it works
+    (:meth:`refresh`), checks it still owns it before every commit (:meth:`check`) and
+    deletes it at the end (:meth:`release`). Readers ignore it.
+
+    A lock is *stale*, and is broken with a warning, when its process is provably gone
+    (same machine and pid namespace, and the pid no longer runs or now belongs to a newer
+    process) or when it has not been refreshed for ``timeout_s``. Any other existing lock
+    makes :meth:`acquire` fail with a message that says how to break it.
+
+    Args:
+        store: the dataset root.
+        timeout_s: a lock not refreshed for this long is stale; ``None``: never by age.
+        purpose: what the holder does, shown to whoever finds the lock.
+    """
+
+    #: How often :meth:`refresh` really rewrites the lock (seconds).
+    refresh_every_s = 60.0
+
+    def __init__(
+        self, store: DatasetStore, *, timeout_s: float | None = 6 * 3600.0, purpose: str = "export"
+    ) -> None:
+        self.store = store
+        self.timeout_s = timeout_s
+        self.purpose = purpose
+        self.owner = uuid.uuid4().hex
+        self.held = False
+        self._refreshed = 0.0
+        self._created_at = utc_now_iso()
+
+    def _document(self) -> bytes:
+        now = time.time()
+        self._refreshed = now
+        pid = os.getpid()
+        doc = {
+            "owner": self.owner,
+            "purpose": self.purpose,
+            "host": socket.gethostname(),
+            "pid": pid,
+            "pid_namespace": _pid_namespace(),
+            "pid_start": _process_start(pid),
+            "created_at": self._created_at,
+            "refreshed_at": utc_now_iso(),
+            "refreshed_epoch": now,
+        }
+        return json.dumps(doc, indent=1).encode()
+
+    def read(self) -> dict[str, Any] | None:
+        """The lock's JSON as stored; ``{}`` when unreadable, ``None`` when there is none."""
+        data = self.store.read_bytes(LOCK_NAME)
+        if data is None:
+            return None
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            return {}
+        return doc if isinstance(doc, dict) else {}
+
+    def stale_reason(self, doc: Mapping[str, Any], now: float | None = None) -> str | None:
+        """Why the lock ``doc`` may be broken, or ``None`` while its owner may be at work."""
+        now = time.time() if now is None else now
+        pid = doc.get("pid")
+        same_machine = (
+            doc.get("host") == socket.gethostname() and doc.get("pid_namespace") == _pid_namespace()
+        )
+        if same_machine and isinstance(pid, int) and not _process_alive(pid, doc.get("pid_start")):
+            return f"its process (pid {pid} on this machine) is no longer running"
+        refreshed = doc.get("refreshed_epoch")
+        if self.timeout_s is not None and isinstance(refreshed, int | float):
+            idle = now - float(refreshed)
+            if idle > self.timeout_s:
+                return (
+                    f"it was last refreshed {idle:.0f} s ago, longer than the lock timeout "
+                    f"of {self.timeout_s:.0f} s"
+                )
+        return None
+
+    def describe(self, doc: Mapping[str, Any]) -> str:
+        """The holder of ``doc`` in words."""
+        if not doc:
+            return "an unreadable lock"
+        idle = time.time() - float(doc.get("refreshed_epoch") or 0.0)
+        return (
+            f"{doc.get('purpose', 'export')} by pid {doc.get('pid')} on host "
+            f"{doc.get('host')!r}, started {doc.get('created_at')}, last active {idle:.0f} s ago"
+        )
+
+    def acquire(self, *, force: bool = False) -> None:
+        """Take the lock, breaking a stale one (or any, with ``force``).
+
+        Raises:
+            StorageError: another writer holds the lock; the message says how to break it.
+        """
+        where = f"{self.store.url}/{LOCK_NAME}"
+        for _ in range(3):
+            if self.store.create_exclusive(LOCK_NAME, self._document()):
+                mine = self.read()
+                if mine is not None and mine.get("owner") == self.owner:
+                    self.held = True
+                    return
+                # The store ignored the exclusive create and another writer won the race.
+                doc = mine or {}
+            else:
+                found = self.read()
+                if found is None:
+                    continue  # released between our create and our read: try again
+                doc = found
+            reason = "--break-lock was given" if force else self.stale_reason(doc)
+            if reason is None:
+                timeout = (
+                    f", or wait until it is idle for more than {self.timeout_s:.0f} s"
+                    if self.timeout_s is not None
+                    else ""
+                )
+                raise StorageError(
+                    f"{self.store.url} is locked by another writer ({self.describe(doc)}). "
+                    "Two exports must not write one dataset at once: wait for the other to "
+                    "finish. If it is not running any more (killed on another machine), run "
+                    f"again with --break-lock (break_lock=True){timeout}; the lock is {where}"
+                )
+            log.warning("breaking the lock at %s (%s): %s", where, self.describe(doc), reason)
+            self.store.remove([LOCK_NAME])
+            force = False
+        raise StorageError(
+            f"cannot take the lock at {where}: other writers keep taking it; try again later"
+        )
+
+    def check(self) -> None:
+        """Make sure this writer still holds the lock (before a commit).
+
+        Raises:
+            StorageError: the lock was broken or taken by another writer.
+        """
+        doc = self.read()
+        if not self.held or doc is None or doc.get("owner") != self.owner:
+            holder = "nobody holds it now" if not doc else f"now held by {self.describe(doc)}"
+            raise StorageError(
+                f"this export lost its lock on {self.store.url} ({holder}; it was broken, "
+                "maybe with --break-lock): stopping without committing. Files it wrote are "
+                "not in the dataset and the next run removes them; run the export again."
+            )
+
+    def refresh(self, *, force: bool = False) -> None:
+        """Rewrite the lock's time so others do not take it for stale (rate-limited).
+
+        Raises:
+            StorageError: the lock was lost (see :meth:`check`).
+        """
+        if not force and time.time() - self._refreshed < self.refresh_every_s:
+            return
+        self.check()
+        self.store.write_bytes(LOCK_NAME, self._document())
+
+    def release(self) -> None:
+        """Delete the lock if this writer still holds it (never someone else's)."""
+        if not self.held:
+            return
+        self.held = False
+        with contextlib.suppress(StorageError):
+            doc = self.read()
+            if doc is not None and doc.get("owner") == self.owner:
+                self.store.remove([LOCK_NAME])
