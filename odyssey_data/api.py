@@ -16,11 +16,14 @@ import email.utils
 import json
 import logging
 import os
+import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
+from urllib.parse import quote
 
 import httpx
 import stamina
@@ -52,7 +55,6 @@ log = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://api.odyssey.ml"
 #: Refresh the token this long before it expires (the official client's margin).
 TOKEN_MARGIN_S = 60.0
-_CHUNK = 1 << 20
 
 
 class _RedactHttpxLog(logging.Filter):
@@ -66,7 +68,21 @@ class _RedactHttpxLog(logging.Filter):
         return True
 
 
+class _RedactQueryLog(logging.Filter):
+    """httpcore's debug traces show response headers: a ``Location`` may be presigned."""
+
+    _QUERY = re.compile(r"\?[^\s'\"()\],]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "?" in message:
+            record.msg, record.args = self._QUERY.sub("?<redacted>", message), None
+        return True
+
+
 logging.getLogger("httpx").addFilter(_RedactHttpxLog())
+for _name in ("connection", "http11", "http2", "proxy", "socks"):
+    logging.getLogger(f"httpcore.{_name}").addFilter(_RedactQueryLog())
 
 
 def resolve_credentials(api_url: str | None, api_key: str | None) -> tuple[str, str]:
@@ -172,6 +188,43 @@ def _retry_after(response: httpx.Response) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def _tls_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification error behind ``exc``, if that is what it is."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _is_transient_transport_error(exc: Exception) -> bool:
+    # A bad scheme or a certificate that does not verify will not heal by retrying.
+    return (
+        isinstance(exc, httpx.TransportError)
+        and not isinstance(exc, httpx.UnsupportedProtocol)
+        and _tls_failure(exc) is None
+    )
+
+
+def _transport_reason(exc: Exception, url: str) -> str:
+    """Why a request could not be made, for a message (never the URL's query)."""
+    tls = _tls_failure(exc)
+    if tls is not None:
+        return (
+            f"the TLS certificate of {redact_url(url)} does not verify "
+            f"({tls.verify_message or 'verification failed'}); verification stays on: "
+            "fix the server's certificate or point SSL_CERT_FILE at your CA bundle"
+        )
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return f"{redact_url(url)} is not an http(s) URL"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"{type(exc).__name__} from {redact_url(url)}: no answer within the timeout"
+    return f"{type(exc).__name__} from {redact_url(url)}"
+
+
 def _is_transient_status(status: int) -> bool:
     return status == 429 or status >= 500
 
@@ -251,7 +304,7 @@ class OdysseyClient:
                 if exc.wait_s is not None:
                     return min(exc.wait_s, self.retry.wait_max_s)
                 return True
-            return isinstance(exc, httpx.TransportError)
+            return _is_transient_transport_error(exc)
 
         yield from stamina.retry_context(
             on=hook,
@@ -268,6 +321,13 @@ class OdysseyClient:
             response = self._send("POST", url, json={"api_key": self._api_key}, auth=False)
         except _Retryable as exc:
             raise ApiError(f"POST /auth/token kept failing: {exc}") from exc
+        except httpx.HTTPError as exc:
+            # Translated here so that the request waiting for the token does not retry
+            # the whole retry loop again (attempts x attempts).
+            raise ApiError(
+                f"POST /auth/token: cannot reach the API ({_transport_reason(exc, url)}); "
+                "check the network or --api-url"
+            ) from exc
         if response.status_code in (401, 403, 422):
             detail = _detail(response)
             reason = {401: "the API key is invalid", 403: "access denied", 422: "malformed key"}
@@ -324,10 +384,10 @@ class OdysseyClient:
             status = 429 if "HTTP 429" in str(exc) else None
             cls = RateLimited if status == 429 else ApiError
             raise cls(f"{what}: still failing after retries ({exc})", status_code=status) from exc
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:
             raise ApiError(
-                f"{what}: cannot reach {redact_url(self.api_url)} "
-                f"({type(exc).__name__}); check the network or --api-url"
+                f"{what}: cannot reach the API ({_transport_reason(exc, url)}); "
+                "check the network or --api-url"
             ) from exc
         if response.status_code == 404:
             raise NotFoundError(f"{what}: not found (HTTP 404)", status_code=404)
@@ -389,9 +449,7 @@ class OdysseyClient:
         Raises:
             NotFoundError: the API does not know ``stream_id``.
         """
-        from urllib.parse import quote
-
-        data = self._api_get(f"/recordings/{quote(stream_id, safe='')}", f"recording {stream_id!r}")
+        data = self._api_get(f"/recordings/{_path_segment(stream_id)}", f"recording {stream_id!r}")
         return Recording.from_json(data, stream_id=stream_id)
 
     # -- downloads -------------------------------------------------------------------
@@ -402,26 +460,36 @@ class OdysseyClient:
         *,
         what: str,
         refresh_url: Callable[[], str | None] | None = None,
+        stats: DownloadStats | None = None,
     ) -> DownloadStats:
         """Stream ``url`` into ``dest`` (a seekable binary file), verified and resumable.
 
         The byte count is checked against ``Content-Length`` (or ``Content-Range``); a
-        short body is a failed attempt, resumed with ``Range`` where the server allows
-        it. An expired presigned URL (HTTP 403 ``Request has expired``) is replaced by
-        ``refresh_url()`` and the download goes on.
+        short body (or a chunked body cut before its end) is a failed attempt, resumed
+        with ``Range`` where the server allows it. An expired presigned URL (HTTP 403
+        ``Request has expired``) is replaced by ``refresh_url()`` and the download goes
+        on. A body above :attr:`max_download_bytes` is refused.
+
+        Args:
+            url: the (presigned) URL.
+            dest: where the bytes go; emptied first.
+            what: names the recording and file in messages.
+            refresh_url: asks the API for a fresh URL when this one has expired.
+            stats: updated in place as the download goes, so a caller still sees the
+                attempts and refreshes of a download that failed.
 
         Raises:
             DownloadError: the download failed for good; the message names ``what`` and
                 the URL without its query string.
         """
-        stats = DownloadStats()
-        state = {"url": url, "resumable": False}
+        stats = stats if stats is not None else DownloadStats()
+        state: dict[str, Any] = {"url": url, "resumable": False}
         dest.seek(0)
         dest.truncate()
         try:
             for attempt in self._attempts():
                 with attempt:
-                    stats.attempts = attempt.num
+                    stats.attempts += 1
                     self._download_once(state, dest, what, refresh_url, stats)
                     stats.bytes = dest.tell()
                     return stats
@@ -430,10 +498,11 @@ class OdysseyClient:
                 f"{what}: download failed after {stats.attempts} attempts ({exc}); "
                 "re-run the export to try again"
             ) from exc
-        except httpx.TransportError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            tries = f"after {stats.attempts} attempts " if stats.attempts > 1 else ""
             raise DownloadError(
-                f"{what}: download of {redact_url(state['url'])} failed after "  # type: ignore[arg-type]
-                f"{stats.attempts} attempts ({type(exc).__name__}); re-run the export to try again"
+                f"{what}: download failed {tries}({_transport_reason(exc, state['url'])}); "
+                "re-run the export to try again"
             ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -450,7 +519,10 @@ class OdysseyClient:
         if offset == 0:
             dest.seek(0)
             dest.truncate()
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        # identity: byte counts and ranges are then those of the stored object.
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
         with self._http.stream("GET", url, headers=headers) as response:
             status = response.status_code
             if status == 403 and refresh_url is not None and _is_expired(response):
@@ -467,39 +539,77 @@ class OdysseyClient:
                 raise _Retryable(f"presigned URL expired at {redact_url(url)}", 0.0)
             if _is_transient_status(status):
                 raise _Retryable(f"HTTP {status} from {redact_url(url)}", _retry_after(response))
+            if status == 416 and offset:
+                # Nothing left to send from ``offset``: done if that is the whole size,
+                # else the object changed under us; start over either way.
+                size = _content_range_size(response)
+                if size == offset:
+                    return
+                state["resumable"] = False
+                raise _Retryable(f"HTTP 416 resuming at byte {offset} of {redact_url(url)}")
             if status >= 400:
-                raise DownloadError(
-                    f"{what}: HTTP {status} from {redact_url(url)}"
-                    + (" (access denied; the URL may be wrong or revoked)" if status == 403 else "")
-                    + (" (not found)" if status == 404 else "")
-                )
-            total = _expected_total(response, offset)
+                hint = {
+                    403: " (access denied: the URL is wrong or was revoked; re-run the export "
+                    "for fresh URLs)",
+                    404: " (not found: the object store no longer has this file)",
+                }.get(status, "")
+                raise DownloadError(f"{what}: HTTP {status} from {redact_url(url)}{hint}")
+            encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
             if status == 200 and offset:
                 # The server ignored our Range: start over.
                 dest.seek(0)
                 dest.truncate()
                 offset = 0
-            state["resumable"] = response.headers.get("Accept-Ranges") == "bytes" or status == 206
+            try:
+                total = None if encoded else _expected_total(response, offset)
+            except _Retryable:
+                state["resumable"] = False
+                raise
+            # Decoded bodies (Content-Encoding) cannot be resumed by byte ranges.
+            state["resumable"] = not encoded and (
+                response.headers.get("Accept-Ranges") == "bytes" or status == 206
+            )
             if total is not None and total > self.max_download_bytes:
                 raise DownloadError(
                     f"{what}: {total} bytes is above the download cap of "
                     f"{self.max_download_bytes} bytes (raise --max-download-bytes)"
                 )
             written = offset
-            for chunk in response.iter_bytes(_CHUNK):
+            # As the bytes arrive (no re-chunking): what came before a break is kept and
+            # the next attempt resumes after it.
+            for chunk in response.iter_bytes():
                 written += len(chunk)
                 if written > self.max_download_bytes:
                     raise DownloadError(
-                        f"{what}: more than the download cap of {self.max_download_bytes} bytes"
+                        f"{what}: more than the download cap of {self.max_download_bytes} "
+                        "bytes (raise --max-download-bytes)"
                     )
                 dest.write(chunk)
             if total is not None and written != total:
                 raise _Retryable(f"short body: got {written} of {total} bytes")
 
 
+def _path_segment(value: str) -> str:
+    """``value`` as one URL path segment: every reserved byte escaped, and the dot
+    segments ``.``/``..`` too (an HTTP client would resolve them to another path)."""
+    segment = quote(value, safe="")
+    return segment.replace(".", "%2E") if segment in (".", "..") else segment
+
+
 def _is_expired(response: httpx.Response) -> bool:
-    body = response.read()[:4096]
-    return b"expired" in body.lower()
+    # Only the start of the body: an error page can be large (or hostile).
+    head = b""
+    for chunk in response.iter_bytes(4096):
+        head += chunk
+        if len(head) >= 4096:
+            break
+    return b"expired" in head[:4096].lower()
+
+
+def _content_range_size(response: httpx.Response) -> int | None:
+    """The complete size in ``Content-Range: bytes */SIZE`` (416) or ``a-b/SIZE``."""
+    size = response.headers.get("Content-Range", "").rpartition("/")[2].strip()
+    return int(size) if size.isdigit() else None
 
 
 def _expected_total(response: httpx.Response, offset: int) -> int | None:
@@ -515,6 +625,4 @@ def _expected_total(response: httpx.Response, offset: int) -> int | None:
             length = response.headers.get("Content-Length")
             return offset + int(length) if length and length.isdigit() else None
     length = response.headers.get("Content-Length")
-    if length is None or "gzip" in response.headers.get("Content-Encoding", ""):
-        return None
-    return int(length) if length.isdigit() else None
+    return int(length) if length is not None and length.isdigit() else None

@@ -25,6 +25,7 @@ The server never logs the API key, tokens or query strings; ``log_message`` is q
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -137,6 +138,10 @@ class Fault:
         body: the response body; empty means a JSON ``{"detail": ...}``.
         truncate_after: for a truncation fault, body bytes sent before the connection is
             closed (``Content-Length`` still announces the full size).
+        chunked: for a truncation fault, send the body chunked (no ``Content-Length``)
+            and close before the last chunk.
+        stall_s: for a truncation fault, seconds to wait before closing the connection
+            (a stall mid-body that a client's read timeout must catch).
     """
 
     path_prefix: str
@@ -145,6 +150,8 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     truncate_after: int | None = None
+    chunked: bool = False
+    stall_s: float = 0.0
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -191,6 +198,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     _truncate_after: int | None = None
+    _fault: Fault | None = None
 
     # --- plumbing -------------------------------------------------------------------
 
@@ -239,17 +247,26 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in all_headers.items():
             self.send_header(name, value)
         length = len(body) if content_length is None else content_length
-        self.send_header("Content-Length", str(length))
+        fault = self._fault if self._truncate_after is not None else None
+        if fault is not None and fault.chunked and method != "HEAD":
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(length))
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
         if method == "HEAD":
             return
-        if self._truncate_after is not None:
+        if fault is not None and self._truncate_after is not None:
             body = body[: self._truncate_after]
+            if fault.chunked and body:  # one chunk, and never the terminating one
+                body = b"%x\r\n%s\r\n" % (len(body), body)
             self.close_connection = True
         try:
             self.wfile.write(body)
+            if fault is not None and fault.stall_s > 0:
+                self.wfile.flush()
+                time.sleep(fault.stall_s)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
@@ -291,6 +308,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         self._truncate_after = None
+        self._fault = None
         body = self._read_body()
         if body is None:
             self.close_connection = True
@@ -306,6 +324,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._answer_fault(fault)
                 return
             self._truncate_after = fault.truncate_after
+            self._fault = fault
         try:
             self._route(path, body)
         except Exception:  # a bug in the demo: answer 500 instead of hanging the client
@@ -679,25 +698,46 @@ class DemoServer:
                 Fault(path_prefix, times, status=status, headers=dict(headers or {}), body=body)
             )
 
-    def inject_truncation(self, path_prefix: str, after_bytes: int, times: int = 1) -> None:
+    def inject_truncation(
+        self,
+        path_prefix: str,
+        after_bytes: int,
+        times: int = 1,
+        *,
+        chunked: bool = False,
+        stall_s: float = 0.0,
+    ) -> None:
         """Make the next ``times`` answers on ``path_prefix`` stop after ``after_bytes``.
 
         The headers announce the full ``Content-Length``, then the connection is closed
         early: what a client sees when a download breaks half-way.
+
+        Args:
+            path_prefix: matched against the request path without query.
+            after_bytes: body bytes sent before the connection is closed.
+            times: how many answers it applies to.
+            chunked: send the body chunked without ``Content-Length`` instead, and close
+                before the terminating chunk.
+            stall_s: wait this long (sending nothing) before closing: a stall mid-body.
         """
-        if times < 1 or after_bytes < 0:
-            raise ValueError("times must be at least 1 and after_bytes not negative")
+        if times < 1 or after_bytes < 0 or stall_s < 0:
+            raise ValueError("times must be at least 1, after_bytes and stall_s not negative")
         with self._lock:
-            self._faults.append(Fault(path_prefix, times, truncate_after=after_bytes))
+            self._faults.append(
+                Fault(
+                    path_prefix,
+                    times,
+                    truncate_after=after_bytes,
+                    chunked=chunked,
+                    stall_s=stall_s,
+                )
+            )
 
     @property
     def faults(self) -> list[Fault]:
         """The faults still pending (a copy)."""
         with self._lock:
-            return [
-                Fault(f.path_prefix, f.times, f.status, dict(f.headers), f.body, f.truncate_after)
-                for f in self._faults
-            ]
+            return [dataclasses.replace(f, headers=dict(f.headers)) for f in self._faults]
 
     def clear_faults(self) -> None:
         """Drop every pending fault."""
@@ -771,7 +811,10 @@ class DemoServer:
             "X-Demo-Ttl-Ms": str(max(0, round(self.url_ttl_s * 1000))),
         }
         params["X-Amz-Signature"] = self._signature(stream_id, name, params)
-        return f"{self.base_url}/blobs/{quote(stream_id, safe='')}/{name}?{urlencode(params)}"
+        segment = quote(stream_id, safe="")
+        if segment in (".", ".."):  # a client would resolve a dot segment away
+            segment = segment.replace(".", "%2E")
+        return f"{self.base_url}/blobs/{segment}/{name}?{urlencode(params)}"
 
     def _check_signature(self, stream_id: str, name: str, query: dict[str, str]) -> str | None:
         """Return why a blob request is refused, or ``None`` if it may proceed."""

@@ -126,6 +126,10 @@ class DemoRecording:
         start_pts: pts of the first frame (in 1/90000 s, a multiple of 90: MP4 keeps the
             start offset in whole milliseconds); real recordings may start above 0.
         bitrate: H.264 target bits per second, or ``None`` for x264's quality default.
+        video_override: bytes served as the video instead of the generated one (tests of
+            bad input: empty, not a video, truncated…); the API still announces the
+            generated video's ``frame_count``.
+        events_override: bytes served as the events log instead of the generated one.
     """
 
     stream_id: str
@@ -140,6 +144,8 @@ class DemoRecording:
     seed: int
     start_pts: int = 0
     bitrate: int | None = None
+    video_override: bytes | None = field(default=None, repr=False)
+    events_override: bytes | None = field(default=None, repr=False)
     _lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
     )
@@ -242,6 +248,8 @@ class DemoRecording:
         """
         if self.is_active:
             return None
+        if self.video_override is not None:
+            return self.video_override
         with self._lock:
             cached = self._cache.get("video")
             if cached is None:
@@ -312,6 +320,8 @@ class DemoRecording:
         """The events log as JSONL (UTF-8, one object per line), or ``None`` while active."""
         if self.is_active:
             return None
+        if self.events_override is not None:
+            return self.events_override
         with self._lock:
             cached = self._cache.get("events")
             if cached is None:
