@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -28,6 +29,7 @@ from rich.table import Table
 
 from odyssey_data._version import __version__
 from odyssey_data.errors import ConfigError, MissingDependencyError, OdysseyDataError
+from odyssey_data.images import FORMATS, parse_resize
 from odyssey_data.pipeline import ExportConfig, ExportReport, ProgressSink, RecordingResult
 
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
@@ -70,7 +72,8 @@ class _Bar(ProgressSink):
         rate = f"{self.bytes / elapsed / 1e6:.1f} MB/s"
         self.progress.update(self.task, advance=1, frames=self.frames, rate=rate)
         if result.status != "exported" and self.enabled:
-            line = f"[yellow]{result.status}[/] {result.stream_id}: {result.reason}"
+            sid, reason = escape(result.stream_id), escape(str(result.reason))
+            line = f"[yellow]{result.status}[/] {sid}: {reason}"
             self.progress.console.print(line)
 
     def finish(self, report: ExportReport) -> None:
@@ -109,7 +112,7 @@ def _print_report(report: ExportReport, as_json: bool) -> None:
     table.add_row("frames/s", f"{report.frames_per_s:,.0f}")
     out.print(table)
     for sid, status, reason in report.problems:
-        out.print(f"[yellow]{status}[/] {sid}: {reason}")
+        out.print(f"[yellow]{status}[/] {escape(sid)}: {escape(reason)}")
 
 
 def _config(args: argparse.Namespace, output: str, **extra: Any) -> ExportConfig:
@@ -120,11 +123,20 @@ def _config(args: argparse.Namespace, output: str, **extra: Any) -> ExportConfig
         limit=args.limit,
         stream_ids=tuple(args.stream_id or ()),
         workers=args.workers,
+        executor=args.executor,
+        ray_address=args.ray_address,
         storage_options=_storage_options(args.storage_option),
         event_offset_ms=args.event_offset_ms,
         probe=args.probe,
         overwrite=args.overwrite,
+        shard_rows=args.shard_rows,
+        break_lock=args.break_lock,
+        lock_timeout_s=args.lock_timeout if args.lock_timeout > 0 else None,
         max_download_bytes=args.max_download_bytes,
+        frames=args.frames,
+        resize=parse_resize(args.resize) if args.resize else None,
+        fps=args.fps,
+        image_quality=args.image_quality,
     )
 
 
@@ -200,7 +212,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     table = Table("stream_id", "size", "started_at", "duration", "state")
     for r in rows:
         table.add_row(
-            r["stream_id"],
+            escape(r["stream_id"]),
             f"{r['width']}x{r['height']}",
             r["started_at"] or "",
             f"{r['duration_seconds']:.1f} s" if r["duration_seconds"] is not None else "",
@@ -235,7 +247,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     out.print(table)
     for sid, status in sorted(ds.manifest.recordings.items()):
         if status.status != "exported":
-            out.print(f"[yellow]{status.status}[/] {sid}: {status.reason}")
+            out.print(f"[yellow]{status.status}[/] {escape(sid)}: {escape(str(status.reason))}")
     return EXIT_OK
 
 
@@ -248,9 +260,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
         out.print(f"ok: {len(ds.manifest.files)} files verified in {args.dataset}")
         return EXIT_OK
     for problem in problems:
-        out.print(f"[red]problem[/] {problem}")
+        out.print(f"[red]problem[/] {escape(problem)}")
     out.print(f"{len(problems)} problems in {args.dataset}")
     return EXIT_FATAL
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from odyssey_data.dataset import open_dataset
+
+    ds = open_dataset(args.dataset, _storage_options(args.storage_option))
+    sheet = ds.preview(
+        args.stream_id, columns=args.columns, rows=args.rows, thumb_width=args.thumb_width
+    )
+    sheet.save(args.out)
+    out.print(f"wrote {args.out} ({sheet.size[0]}x{sheet.size[1]})")
+    return EXIT_OK
 
 
 def _api_options(parser: argparse.ArgumentParser) -> None:
@@ -269,6 +293,17 @@ def _export_options(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, help="recordings in parallel (default: the number of cores)"
     )
     parser.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="where recordings run: local process pool (default) or Ray (extra odyssey-data[ray])",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="Ray cluster for --executor ray (default: $RAY_ADDRESS or a new local Ray)",
+    )
+    parser.add_argument(
         "--storage-option",
         action="append",
         metavar="KEY=VALUE",
@@ -276,7 +311,44 @@ def _export_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--overwrite", action="store_true", help="start a fresh dataset")
     parser.add_argument(
+        "--shard-rows",
+        type=int,
+        default=1_000_000,
+        metavar="N",
+        help="frame rows per shard; the manifest is committed after each (default 1000000)",
+    )
+    parser.add_argument(
+        "--break-lock",
+        action="store_true",
+        help="take the dataset's writer lock even if another export seems to hold it "
+        "(only when you know that export is dead)",
+    )
+    parser.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=6 * 3600.0,
+        metavar="SECONDS",
+        help="a writer lock idle for longer is stale and broken (default 21600; 0: never by "
+        "age, only when its process is gone from this machine)",
+    )
+    parser.add_argument(
         "--event-offset-ms", type=float, default=0.0, help="added to every event time (default 0)"
+    )
+    parser.add_argument(
+        "--frames",
+        choices=FORMATS,
+        default="reference",
+        help="reference (default: rows point into the videos) or an image format to "
+        "materialise each frame in the image column (needs odyssey-data[images])",
+    )
+    parser.add_argument(
+        "--resize", metavar="WxH", help="size of materialised frames; W alone keeps the aspect"
+    )
+    parser.add_argument(
+        "--fps", type=float, help="keep only the frame nearest to each tick of this rate"
+    )
+    parser.add_argument(
+        "--image-quality", type=int, default=90, help="JPEG/WebP quality (default 90)"
     )
     parser.add_argument(
         "--probe",
@@ -333,6 +405,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_inspect)
 
+    p = sub.add_parser("preview", help="draw a contact sheet of one recording as a PNG")
+    p.add_argument("dataset")
+    p.add_argument("--stream-id", help="the recording (default: the first one)")
+    p.add_argument("--out", default="preview.png", help="the PNG to write (default preview.png)")
+    p.add_argument("--columns", type=int, default=4)
+    p.add_argument("--rows", type=int, default=3)
+    p.add_argument("--thumb-width", type=int, default=320)
+    p.add_argument("--storage-option", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_preview)
+
     p = sub.add_parser("verify", help="check every file of a dataset against its manifest")
     p.add_argument("dataset")
     p.add_argument("--storage-option", action="append", metavar="KEY=VALUE")
@@ -355,12 +437,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except (ConfigError, MissingDependencyError) as exc:
-        err.print(f"[red]error[/]: {exc}")
+        err.print(f"[red]error[/]: {escape(str(exc))}")
         return EXIT_USAGE
     except OdysseyDataError as exc:
         if args.debug:
             raise
-        err.print(f"[red]error[/]: {exc}")
+        err.print(f"[red]error[/]: {escape(str(exc))}")
         return EXIT_FATAL
     except KeyboardInterrupt:
         err.print("interrupted; the dataset holds what was committed, re-run to finish")

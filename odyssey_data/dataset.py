@@ -10,7 +10,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,15 +20,41 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from odyssey_data.clips import clip_index
 from odyssey_data.errors import ConfigError, StorageError
 from odyssey_data.manifest import Manifest
 from odyssey_data.schema import SCHEMAS, TABLES
 from odyssey_data.storage import MANIFEST_NAME, DatasetStore
 from odyssey_data.video import read_frames
 
-__all__ = ["Dataset", "open_dataset"]
+__all__ = ["Clip", "Dataset", "open_dataset"]
 
 FrameRequest = pl.DataFrame | Sequence[tuple[str, int]]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Clip:
+    """A window of frames from one recording, decoded.
+
+    Attributes:
+        stream_id: the recording.
+        frame_indices: the frames' ``frame_index`` values.
+        timestamps_s: their times.
+        prompt: the prompt in force at the first frame (``None`` before any).
+        last_prompt: the prompt in force at the last frame.
+        prompts: every prompt in force during the clip, in order.
+        crosses_interaction: a new prompt was issued inside the clip.
+        frames: ``K×H×W×3`` uint8 RGB.
+    """
+
+    stream_id: str
+    frame_indices: list[int]
+    timestamps_s: list[float]
+    prompt: str | None
+    last_prompt: str | None
+    prompts: list[str]
+    crosses_interaction: bool
+    frames: npt.NDArray[np.uint8]
 
 
 class Dataset:
@@ -153,6 +180,17 @@ class Dataset:
                 f"frame {first['frame_index']} of recording {first['stream_id']!r} is not in "
                 f"the dataset at {self.url} ({missing.height} requested frames missing)"
             )
+        # Key frames of the videos concerned: the decoder seeks past long stretches between
+        # scattered targets instead of decoding through them.
+        keyframes = dict(
+            self.frames.filter(
+                pl.col("is_keyframe") & pl.col("stream_id").is_in(refs["stream_id"].unique())
+            )
+            .group_by("video_path")
+            .agg(pl.col("pts"))
+            .collect()
+            .iter_rows()
+        )
         out: list[npt.NDArray[np.uint8] | None] = [None] * wanted.height
         for (video_path,), group in refs.group_by(["video_path"], maintain_order=True):
             sid = group["stream_id"][0]
@@ -160,13 +198,87 @@ class Dataset:
             local = self.store.local_path(str(video_path))
             source: Any = local if local is not None else self.store.open(str(video_path))
             try:
-                images = read_frames(source, pts, size=size, what=f"recording {sid!r}")
+                images = read_frames(
+                    source,
+                    pts,
+                    size=size,
+                    keyframes=keyframes.get(video_path),
+                    what=f"recording {sid!r}",
+                )
             finally:
                 if local is None:
                     source.close()
             for request, image in zip(group["request"].to_list(), images, strict=True):
                 out[request] = image
         return [img for img in out if img is not None]
+
+    # -- training helpers ------------------------------------------------------------
+    def clip_index(
+        self,
+        *,
+        length: int,
+        stride: int | None = None,
+        fps: float | None = None,
+        stream_ids: Sequence[str] | None = None,
+    ) -> pl.DataFrame:
+        """The clip index: one row per window of ``length`` frames of one recording.
+
+        See :func:`odyssey_data.clips.clip_index` for the columns; store it, shuffle it,
+        or index it at random.
+        """
+        lazy = self.frames.select(
+            "stream_id", "frame_index", "timestamp_s", "prompt", "prompt_index"
+        )
+        if stream_ids is not None:
+            lazy = lazy.filter(pl.col("stream_id").is_in(list(stream_ids)))
+        return clip_index(lazy.collect(), length=length, stride=stride, fps=fps)
+
+    def clips(
+        self,
+        *,
+        length: int,
+        stride: int | None = None,
+        fps: float | None = None,
+        size: tuple[int, int] | None = None,
+        stream_ids: Sequence[str] | None = None,
+    ) -> Iterator[Clip]:
+        """Yield clips of ``length`` decoded frames (one decode pass per clip).
+
+        Windows never cross recordings; each clip carries the prompts in force and
+        whether an interaction happened inside it.
+        """
+        index = self.clip_index(length=length, stride=stride, fps=fps, stream_ids=stream_ids)
+        for row in index.iter_rows(named=True):
+            indices = [int(i) for i in row["frame_indices"]]
+            images = self.load_frames([(row["stream_id"], i) for i in indices], size=size)
+            yield Clip(
+                stream_id=row["stream_id"],
+                frame_indices=indices,
+                timestamps_s=[float(t) for t in row["timestamps_s"]],
+                prompt=row["prompt"],
+                last_prompt=row["last_prompt"],
+                prompts=list(row["prompts"]),
+                crosses_interaction=bool(row["crosses_interaction"]),
+                frames=np.stack(images),
+            )
+
+    def stats(self, *, sample: int = 256, seed: int = 0, save: bool = True) -> dict[str, Any]:
+        """Pixel mean/std over a frame sample plus prompt and segment counts.
+
+        Saved as ``stats.json`` beside the manifest (see :mod:`odyssey_data.stats`).
+        """
+        from odyssey_data.stats import compute_stats
+
+        return compute_stats(self, sample=sample, seed=seed, save=save)
+
+    def preview(self, stream_id: str | None = None, **options: Any) -> Any:
+        """A contact sheet of one recording as a ``PIL.Image`` (needs Pillow).
+
+        See :func:`odyssey_data.preview.contact_sheet` for the options.
+        """
+        from odyssey_data.preview import contact_sheet
+
+        return contact_sheet(self, stream_id, **options)
 
     # -- verification ----------------------------------------------------------------
     def verify(self, *, checksums: bool = True) -> list[str]:
@@ -192,9 +304,28 @@ class Dataset:
                     continue
             if entry.kind in SCHEMAS:
                 problems.extend(self._check_parquet(rel, entry.kind, entry.num_rows))
-        for sid, status in self.manifest.recordings.items():
-            if status.status == "exported" and status.video_path not in self.manifest.files:
-                problems.append(f"recording {sid!r}: exported, but its video is not listed")
+        problems.extend(self.manifest.problems())
+        if not problems:
+            problems.extend(self._check_recordings())
+        return problems
+
+    def _check_recordings(self) -> list[str]:
+        """The recordings table holds each exported recording once, and nothing else."""
+        try:
+            ids = self.recordings.select("stream_id").collect()["stream_id"].to_list()
+        except (pl.exceptions.PolarsError, pa.ArrowException, OSError) as exc:
+            return [f"the recordings table cannot be read ({exc})"]
+        problems = []
+        seen: set[str] = set()
+        for sid in ids:
+            if sid in seen:
+                problems.append(f"recording {sid!r}: more than one row in the recordings table")
+            seen.add(sid)
+        exported = self.manifest.exported()
+        for sid in sorted(exported - seen):
+            problems.append(f"recording {sid!r}: exported, but not in the recordings table")
+        for sid in sorted(seen - exported):
+            problems.append(f"recording {sid!r}: in the recordings table, but not exported")
         return problems
 
     def _check_parquet(self, rel: str, table: str, num_rows: int | None) -> list[str]:

@@ -12,9 +12,9 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from odyssey_data.errors import ConfigError
+from odyssey_data.errors import ConfigError, MissingDependencyError
 
 __all__ = ["Executor", "LocalExecutor", "default_workers", "make_executor"]
 
@@ -89,12 +89,43 @@ class LocalExecutor:
             self._pool = None
 
 
-def make_executor(name: str, workers: int | None = None) -> Executor:
-    """The executor called ``name`` (``"local"``; ``"ray"`` comes with the ray extra).
+def make_executor(name: str, workers: int | None = None, **options: Any) -> Executor:
+    """The executor called ``name``: ``"local"`` or ``"ray"`` (with the ray extra).
+
+    Args:
+        name: ``"local"`` (a process pool on this machine) or ``"ray"``.
+        workers: recordings in parallel. Local: pool size (default: the cores).
+            Ray: tasks in flight at once (default: twice the cluster's task slots).
+        **options: executor options; for Ray those of
+            :class:`odyssey_data.ray_executor.RayExecutor` (``address``,
+            ``num_cpus_per_task``, ``memory_per_task``…). Options set to ``None`` are
+            ignored, so a caller can pass its defaults whatever the executor.
 
     Raises:
-        ConfigError: unknown executor name.
+        ConfigError: unknown executor name, or an option the executor does not take.
+        MissingDependencyError: ``"ray"`` without ray installed.
     """
+    given = {key: value for key, value in options.items() if value is not None}
     if name == "local":
+        if given:
+            raise ConfigError(
+                f"option(s) {', '.join(sorted(given))} apply to the ray executor, not 'local'"
+            )
         return LocalExecutor(workers)
-    raise ConfigError(f"unknown executor {name!r}; choose 'local'")
+    if name == "ray":
+        try:
+            # Imported here: ray is an optional extra and slow to import.
+            from odyssey_data.ray_executor import RayExecutor
+        except ImportError as exc:
+            if exc.name is not None and exc.name.split(".")[0] != "ray":
+                raise
+            raise MissingDependencyError("ray", "ray", "the Ray executor") from exc
+        if workers is not None and "max_in_flight" not in given:
+            if workers < 1:
+                raise ConfigError(f"workers must be at least 1, not {workers}")
+            given["max_in_flight"] = workers
+        try:
+            return RayExecutor(**given)
+        except TypeError as exc:
+            raise ConfigError(f"invalid option for the ray executor: {exc}") from exc
+    raise ConfigError(f"unknown executor {name!r}; choose 'local' or 'ray'")

@@ -29,7 +29,7 @@ from av.video.reformatter import Interpolation, VideoReformatter
 
 from odyssey_data.errors import DecodeError
 
-__all__ = ["FrameTiming", "encode_video", "probe_frames", "read_frames"]
+__all__ = ["FrameTiming", "decode_frames", "encode_video", "probe_frames", "read_frames"]
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,16 @@ def _open(source: VideoSource, what: str) -> Any:
     try:
         return av.open(source if not isinstance(source, Path) else str(source), "r")
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise DecodeError(f"{what}: not a readable video file ({exc})") from exc
+        raise DecodeError(
+            f"{what}: not a readable video file ({_reason(exc)}): not a video, or cut short "
+            "(re-run the export; if it persists, the recording itself is damaged)"
+        ) from exc
+
+
+def _reason(exc: Exception) -> str:
+    # FFmpeg's message names the file, here a temp file the reader cannot open anyway.
+    strerror = getattr(exc, "strerror", None)
+    return str(strerror) if strerror else type(exc).__name__
 
 
 def _video_stream(container: Any, what: str) -> Any:
@@ -91,13 +100,27 @@ def _video_stream(container: Any, what: str) -> Any:
     return container.streams.video[0]
 
 
-def _demux_timing(container: Any, stream: Any) -> tuple[np.ndarray, np.ndarray, bool]:
+@dataclass(slots=True)
+class _Packets:
+    """What the demuxer handed over, to tell a complete file from a cut one."""
+
+    count: int = 0  # non-empty packets, discarded or pts-less ones included
+    last_corrupt: bool = False  # the last packet was cut short (a short read at EOF)
+
+    def see(self, packet: Any) -> None:
+        self.count += 1
+        self.last_corrupt = bool(packet.is_corrupt)
+
+
+def _demux_timing(container: Any, stream: Any) -> tuple[np.ndarray, np.ndarray, bool, _Packets]:
     pts_list: list[int] = []
     key_list: list[bool] = []
     missing_pts = False
+    seen = _Packets()
     for packet in container.demux(stream):
         if packet.size == 0:  # the flush packet at the end
             continue
+        seen.see(packet)
         if packet.pts is None:
             missing_pts = True
             continue
@@ -108,19 +131,55 @@ def _demux_timing(container: Any, stream: Any) -> tuple[np.ndarray, np.ndarray, 
     pts = np.asarray(pts_list, dtype=np.int64)
     keys = np.asarray(key_list, dtype=np.bool_)
     order = np.argsort(pts, kind="stable")
-    return pts[order], keys[order], missing_pts
+    return pts[order], keys[order], missing_pts, seen
 
 
-def _decode_timing(container: Any, stream: Any) -> tuple[np.ndarray, np.ndarray]:
+def _decode_timing(container: Any, stream: Any) -> tuple[np.ndarray, np.ndarray, _Packets]:
     stream.thread_type = "AUTO"
     pts_list: list[int] = []
     key_list: list[bool] = []
-    for frame in container.decode(stream):
-        if frame.pts is None:
-            continue
-        pts_list.append(frame.pts)
-        key_list.append(bool(frame.key_frame))
-    return np.asarray(pts_list, dtype=np.int64), np.asarray(key_list, dtype=np.bool_)
+    seen = _Packets()
+    for packet in container.demux(stream):
+        if packet.size:
+            seen.see(packet)
+        try:
+            # The empty packet at the end flushes the decoder's delayed frames.
+            frames = packet.decode()
+        except av.error.FFmpegError:
+            if not seen.last_corrupt:
+                raise
+            # The decoder choking on a frame cut short at the end of the file (now, or
+            # at the flush): _check_complete reports the truncation.
+            frames = []
+        for frame in frames:
+            if frame.pts is None:
+                continue
+            pts_list.append(frame.pts)
+            key_list.append(bool(frame.key_frame))
+    return np.asarray(pts_list, dtype=np.int64), np.asarray(key_list, dtype=np.bool_), seen
+
+
+def _check_complete(seen: _Packets, indexed: int, what: str) -> None:
+    """Refuse a file cut short, even when what is left still decodes.
+
+    A fast-start MP4 keeps its index (every frame's offset and size) before the frames;
+    cut the file and the demuxer still reads the frames that remain, so the recording
+    would come out shorter without an error. The index says how many frames there must
+    be (``stream.frames``, 0 when the container does not say), and a frame whose bytes
+    run past the end of the file comes back flagged corrupt.
+    """
+    if (indexed and seen.count < indexed) or seen.last_corrupt:
+        complete = seen.count - seen.last_corrupt
+        found = (
+            f"its index lists {indexed} frames, the file holds {complete} complete"
+            if indexed
+            else f"its last frame runs past the end of the file, after {complete} complete"
+        )
+        raise DecodeError(
+            f"{what}: the video file is truncated: {found}; the download or the stored "
+            "recording was cut short (re-run the export; if it persists, the recording "
+            "itself is damaged)"
+        )
 
 
 def _first_decoded_pts(source: VideoSource, what: str) -> int | None:
@@ -149,8 +208,9 @@ def probe_frames(
         The timing, with at least one frame.
 
     Raises:
-        DecodeError: the file is not a video, has no video stream, no frames, or
-            duplicate timestamps.
+        DecodeError: the file is not a video, has no video stream, no frames,
+            duplicate timestamps, or is cut short (fewer frames than its index lists,
+            or a last frame whose bytes run past the end of the file).
     """
     try:
         with _open(source, what) as container:
@@ -160,14 +220,16 @@ def probe_frames(
                 raise DecodeError(f"{what}: the video stream has no time base")
             ctx = stream.codec_context
             width, height, codec = int(ctx.width), int(ctx.height), str(ctx.name)
+            indexed = int(stream.frames or 0)
             if mode == "decode":
-                pts, keys = _decode_timing(container, stream)
+                pts, keys, seen = _decode_timing(container, stream)
                 method = "decode"
             else:
-                pts, keys, missing = _demux_timing(container, stream)
+                pts, keys, missing, seen = _demux_timing(container, stream)
                 method = "demux"
                 if missing and mode == "auto":
                     method = ""
+            _check_complete(seen, indexed, what)
         if method == "demux" and mode == "auto" and pts.size:
             first = _first_decoded_pts(source, what)
             if first != int(pts[0]):
@@ -177,10 +239,13 @@ def probe_frames(
             if not isinstance(source, str | Path):
                 source.seek(0)
             with _open(source, what) as container:
-                pts, keys = _decode_timing(container, _video_stream(container, what))
+                pts, keys, _ = _decode_timing(container, _video_stream(container, what))
             method = "decode"
     except av.error.FFmpegError as exc:
-        raise DecodeError(f"{what}: the video cannot be read ({exc})") from exc
+        raise DecodeError(
+            f"{what}: the video cannot be read ({_reason(exc)}); it may be damaged "
+            "(re-run the export; if it persists, the recording itself is damaged)"
+        ) from exc
     if pts.size == 0:
         raise DecodeError(f"{what}: the video stream holds no frames")
     if pts.size > 1 and not bool(np.all(np.diff(pts) > 0)):
@@ -196,22 +261,48 @@ def probe_frames(
     )
 
 
+def _runs(wanted: list[int], keyframes: Sequence[int] | None) -> list[list[int]]:
+    """Split sorted targets where a key frame lies between two of them.
+
+    Decoding forward is cheaper than seeking until a key frame comes between the current
+    position and the next target; from there a seek skips the frames in between.
+    """
+    if not keyframes:
+        return [wanted]
+    keys = np.asarray(sorted(keyframes), dtype=np.int64)
+    runs: list[list[int]] = [[wanted[0]]]
+    for target in wanted[1:]:
+        at = int(np.searchsorted(keys, target, side="right")) - 1
+        key_before = int(keys[at]) if at >= 0 else None
+        if key_before is not None and key_before > runs[-1][-1]:
+            runs.append([target])
+        else:
+            runs[-1].append(target)
+    return runs
+
+
 def read_frames(
     source: VideoSource,
     pts: Sequence[int],
     *,
     size: tuple[int, int] | None = None,
+    keyframes: Sequence[int] | None = None,
     what: str = "video",
 ) -> list[npt.NDArray[np.uint8]]:
     """Decode the frames with the given presentation timestamps, in the order asked.
 
-    One seek to the key frame before the earliest wanted frame, then one forward decode
-    pass to the latest: a batch costs one decode per video, not one seek per frame.
+    Targets are sorted; the decoder seeks to the key frame before the first one and
+    decodes forward, seeking again only when a key frame lies between the current
+    position and the next target (given ``keyframes``). A batch costs at most one decode
+    pass over the video, never one seek per frame.
 
     Args:
         source: a path or a seekable binary file object.
         pts: wanted presentation timestamps (the ``pts`` column of the frames table).
         size: ``(width, height)`` to resize to, or ``None`` for the decoded size.
+        keyframes: pts of the video's key frames (the frames table's ``is_keyframe``
+            rows), to skip long stretches between scattered targets; ``None`` decodes
+            everything from the first target to the last.
         what: names the recording in error messages.
 
     Returns:
@@ -223,33 +314,26 @@ def read_frames(
     if not pts:
         return []
     wanted = sorted(set(int(p) for p in pts))
+    want = set(wanted)
     found: dict[int, npt.NDArray[np.uint8]] = {}
     try:
         with _open(source, what) as container:
             stream = _video_stream(container, what)
             stream.thread_type = "AUTO"
             reformatter = VideoReformatter()
-            # backward=True: land on the key frame at or before the target.
-            container.seek(wanted[0], stream=stream, backward=True, any_frame=False)
-            want = set(wanted)
-            last = wanted[-1]
-            for frame in container.decode(stream):
-                if frame.pts is None:
-                    continue
-                if frame.pts in want:
-                    width, height = size if size else (frame.width, frame.height)
-                    rgb = reformatter.reformat(
-                        frame,
-                        width=width,
-                        height=height,
-                        format="rgb24",
-                        interpolation=Interpolation.AREA,
-                    )
-                    found[frame.pts] = np.asarray(rgb.to_ndarray(), dtype=np.uint8)
-                if frame.pts >= last:
-                    break
+            for run in _runs(wanted, keyframes):
+                # backward=True: land on the key frame at or before the target.
+                container.seek(run[0], stream=stream, backward=True, any_frame=False)
+                last = run[-1]
+                for frame in container.decode(stream):
+                    if frame.pts is None:
+                        continue
+                    if frame.pts in want and frame.pts not in found:
+                        found[frame.pts] = _rgb(reformatter, frame, size)
+                    if frame.pts >= last:
+                        break
     except av.error.FFmpegError as exc:
-        raise DecodeError(f"{what}: decoding failed ({exc})") from exc
+        raise DecodeError(f"{what}: decoding failed ({_reason(exc)})") from exc
     missing = [p for p in wanted if p not in found]
     if missing:
         raise DecodeError(
@@ -257,6 +341,55 @@ def read_frames(
             "video disagree (re-export this recording or run 'odyssey-data verify')"
         )
     return [found[int(p)] for p in pts]
+
+
+def _rgb(
+    reformatter: VideoReformatter, frame: Any, size: tuple[int, int] | None
+) -> npt.NDArray[np.uint8]:
+    # One reformatter per stream: frame.to_ndarray(format=...) builds a converter per frame.
+    width, height = size if size else (frame.width, frame.height)
+    rgb = reformatter.reformat(
+        frame, width=width, height=height, format="rgb24", interpolation=Interpolation.AREA
+    )
+    return np.asarray(rgb.to_ndarray(), dtype=np.uint8)
+
+
+def decode_frames(
+    source: VideoSource,
+    *,
+    size: tuple[int, int] | None = None,
+    keep: set[int] | None = None,
+    threads: int = 0,
+    what: str = "video",
+) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
+    """Decode a whole video in presentation order as ``(pts, rgb_array)``, streaming.
+
+    Memory stays flat: one frame at a time. Frames whose pts is not in ``keep`` are
+    decoded (they are needed as references) but not converted to RGB.
+
+    Args:
+        source: a path or a seekable binary file object.
+        size: ``(width, height)`` to resize to.
+        keep: only yield these pts (``None``: every frame).
+        threads: decoder threads; 0 lets FFmpeg choose (best for one video at a time),
+            1 suits one decoder per core when recordings run in parallel.
+        what: names the recording in error messages.
+    """
+    try:
+        with _open(source, what) as container:
+            stream = _video_stream(container, what)
+            if threads == 1:
+                stream.codec_context.thread_count = 1
+            else:
+                stream.thread_type = "AUTO"
+                stream.codec_context.thread_count = threads
+            reformatter = VideoReformatter()
+            for frame in container.decode(stream):
+                if frame.pts is None or (keep is not None and frame.pts not in keep):
+                    continue
+                yield int(frame.pts), _rgb(reformatter, frame, size)
+    except av.error.FFmpegError as exc:
+        raise DecodeError(f"{what}: decoding failed ({_reason(exc)})") from exc
 
 
 def encode_video(

@@ -1,0 +1,285 @@
+"""PyTorch datasets over an exported dataset (the ``[torch]`` extra).
+
+:class:`FrameDataset` gives one frame per item, :class:`ClipDataset` one clip of ``length``
+frames; both are map-style, so ``DataLoader(shuffle=True, num_workers=N)`` works. Frames
+are decoded by reference from the dataset's videos (one seek and forward decode per item;
+one pass per clip), or read from the ``image`` column of a materialised export.
+
+Safe with worker processes: nothing holding a file handle or a connection is shared; each
+process opens the dataset itself the first time it needs it (after a fork or a spawn).
+Items are fetched without polars (its thread pool does not survive a fork): the index is
+turned into numpy columns up front, and frames are decoded straight from the videos.
+
+Splits are by recording, never by frame: a recording is in ``val`` when a hash of its
+``stream_id`` and the seed falls below ``val_fraction``, so the split is stable across runs
+and machines, and no recording leaks into both.
+
+Example:
+    >>> from torch.utils.data import DataLoader  # doctest: +SKIP
+    >>> frames = FrameDataset("./dataset", split="train", size=(256, 144))  # doctest: +SKIP
+    >>> batch = next(iter(DataLoader(frames, batch_size=32, num_workers=2)))  # doctest: +SKIP
+    >>> batch["image"].shape, batch["prompt"][:2]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from odyssey_data.clips import clip_index, split_of
+from odyssey_data.dataset import Dataset, open_dataset
+from odyssey_data.errors import ConfigError, MissingDependencyError
+from odyssey_data.video import read_frames
+
+try:
+    import torch
+    from torch.utils.data import Dataset as _TorchDataset
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise MissingDependencyError("torch", "torch", "odyssey_data.torch") from exc
+
+__all__ = ["ClipDataset", "FrameDataset", "split_of"]
+
+Split = Literal["train", "val"] | None
+Transform = Callable[[dict[str, Any]], dict[str, Any]]
+_INDEX_COLUMNS = (
+    "stream_id",
+    "frame_index",
+    "timestamp_s",
+    "prompt",
+    "prompt_index",
+    "pts",
+    "video_path",
+)
+
+
+class _Source:
+    """Opens the dataset lazily, once per process (fork- and spawn-safe)."""
+
+    def __init__(self, source: str | Dataset, storage_options: Mapping[str, Any] | None) -> None:
+        if isinstance(source, Dataset):
+            self.url = source.url
+            self.storage_options = dict(source.store.storage_options)
+            self._dataset: Dataset | None = source
+        else:
+            self.url = source
+            self.storage_options = dict(storage_options or {})
+            self._dataset = None
+        self._pid = os.getpid()
+
+    def get(self) -> Dataset:
+        if self._dataset is None or self._pid != os.getpid():
+            self._dataset = open_dataset(self.url, self.storage_options)
+            self._pid = os.getpid()
+        return self._dataset
+
+    def read(
+        self, video_path: str, pts: Sequence[int], size: tuple[int, int] | None, what: str
+    ) -> list[npt.NDArray[np.uint8]]:
+        """Decode frames by pts from one video of the dataset (no polars involved)."""
+        store = self.get().store
+        local = store.local_path(video_path)
+        if local is not None:
+            return read_frames(local, pts, size=size, what=what)
+        with store.open(video_path) as handle:
+            return read_frames(handle, pts, size=size, what=what)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"url": self.url, "storage_options": self.storage_options}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.url = state["url"]
+        self.storage_options = state["storage_options"]
+        self._dataset = None
+        self._pid = os.getpid()
+
+
+def _filter_split(
+    frames: pl.DataFrame, split: Split, seed: int, val_fraction: float
+) -> pl.DataFrame:
+    if split is None:
+        return frames
+    if split not in ("train", "val"):
+        raise ConfigError(f"split must be 'train', 'val' or None, not {split!r}")
+    if not 0.0 <= val_fraction <= 1.0:
+        raise ConfigError(f"val_fraction must be within 0..1, not {val_fraction}")
+    ids = frames["stream_id"].unique().to_list()
+    keep = [sid for sid in ids if split_of(sid, seed=seed, val_fraction=val_fraction) == split]
+    return frames.filter(pl.col("stream_id").is_in(keep))
+
+
+def _to_tensor(image: npt.NDArray[np.uint8]) -> torch.Tensor:
+    # HWC uint8 → CHW uint8, the layout torchvision transforms expect.
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+
+
+def _decode_image(data: bytes, size: tuple[int, int] | None) -> npt.NDArray[np.uint8]:
+    from io import BytesIO
+
+    try:
+        from PIL import Image
+    except ImportError as exc:  # pragma: no cover
+        raise MissingDependencyError("pillow", "images", "reading materialised frames") from exc
+    with Image.open(BytesIO(data)) as img:
+        rgb = img.convert("RGB")
+        if size is not None and rgb.size != size:
+            rgb = rgb.resize(size, Image.Resampling.BILINEAR)
+        return np.asarray(rgb, dtype=np.uint8)
+
+
+class FrameDataset(_TorchDataset[dict[str, Any]]):
+    """One frame per item: ``{"image": uint8 tensor 3×H×W, "prompt", "prompt_index",
+    "stream_id", "frame_index", "timestamp_s"}`` (``prompt_index`` is -1 before the first
+    prompt, ``prompt`` is then ``""``, so the default collate works).
+
+    Args:
+        source: a dataset URL or an opened :class:`~odyssey_data.Dataset`.
+        split: ``"train"``, ``"val"`` or ``None`` for all recordings.
+        seed: the split's seed.
+        val_fraction: share of recordings in ``val``.
+        size: ``(width, height)`` to resize every frame to (needed to batch recordings of
+            different sizes).
+        stream_ids: only these recordings.
+        transform: applied to each item dict.
+        storage_options: fsspec options when ``source`` is a URL.
+    """
+
+    def __init__(
+        self,
+        source: str | Dataset,
+        *,
+        split: Split = None,
+        seed: int = 0,
+        val_fraction: float = 0.1,
+        size: tuple[int, int] | None = None,
+        stream_ids: Sequence[str] | None = None,
+        transform: Transform | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._source = _Source(source, storage_options)
+        dataset = self._source.get()
+        lazy = dataset.frames
+        self._materialised = "image" in lazy.collect_schema().names()
+        if stream_ids is not None:
+            lazy = lazy.filter(pl.col("stream_id").is_in(list(stream_ids)))
+        columns = [*_INDEX_COLUMNS, "image"] if self._materialised else list(_INDEX_COLUMNS)
+        frames = lazy.select(columns).collect()
+        self.index = _filter_split(frames, split, seed, val_fraction).sort(
+            "stream_id", "frame_index"
+        )
+        self._columns = {name: self.index[name].to_numpy() for name in columns}
+        if self._materialised:
+            self.index = self.index.drop("image")
+        self.size = size
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return self.index.height
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        col = self._columns
+        stream_id = str(col["stream_id"][i])
+        data = col["image"][i] if self._materialised else None
+        if data is not None:
+            image = _decode_image(bytes(data), self.size)
+        else:
+            (image,) = self._source.read(
+                str(col["video_path"][i]),
+                [int(col["pts"][i])],
+                self.size,
+                f"recording {stream_id!r}",
+            )
+        prompt_index = col["prompt_index"][i]
+        item = {
+            "image": _to_tensor(image),
+            "prompt": col["prompt"][i] or "",
+            "prompt_index": -1
+            if prompt_index is None or np.isnan(prompt_index)
+            else int(prompt_index),
+            "stream_id": stream_id,
+            "frame_index": int(col["frame_index"][i]),
+            "timestamp_s": float(col["timestamp_s"][i]),
+        }
+        return self.transform(item) if self.transform else item
+
+
+class ClipDataset(_TorchDataset[dict[str, Any]]):
+    """One clip per item: ``{"frames": uint8 tensor K×3×H×W, "prompt", "last_prompt",
+    "crosses_interaction", "stream_id", "frame_indices", "timestamps_s"}``.
+
+    A clip is decoded in one pass (one seek to the key frame before its first frame).
+    The clip index is :attr:`index` (a polars table, see :func:`odyssey_data.clips.clip_index`).
+
+    Args:
+        source: a dataset URL or an opened :class:`~odyssey_data.Dataset`.
+        length: frames per clip.
+        stride: frames between clip starts (default ``length``).
+        fps: resample recordings to this rate first.
+        split: ``"train"``, ``"val"`` or ``None``.
+        seed: the split's seed.
+        val_fraction: share of recordings in ``val``.
+        size: ``(width, height)`` to resize frames to.
+        transform: applied to each item dict.
+        storage_options: fsspec options when ``source`` is a URL.
+    """
+
+    def __init__(
+        self,
+        source: str | Dataset,
+        *,
+        length: int,
+        stride: int | None = None,
+        fps: float | None = None,
+        split: Split = None,
+        seed: int = 0,
+        val_fraction: float = 0.1,
+        size: tuple[int, int] | None = None,
+        transform: Transform | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._source = _Source(source, storage_options)
+        frames = self._source.get().frames.select(_INDEX_COLUMNS).collect()
+        frames = _filter_split(frames, split, seed, val_fraction)
+        self.index = clip_index(frames, length=length, stride=stride, fps=fps)
+        # pts and video path of every frame, by (stream_id, frame_index), for fork-safe reads.
+        self._refs = {
+            (sid, int(fi)): (int(pts), path)
+            for sid, fi, pts, path in frames.select(
+                "stream_id", "frame_index", "pts", "video_path"
+            ).iter_rows()
+        }
+        self._rows = self.index.select(
+            "stream_id",
+            "frame_indices",
+            "timestamps_s",
+            "prompt",
+            "last_prompt",
+            "crosses_interaction",
+        ).rows()
+        self.size = size
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return self.index.height
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        stream_id, frame_indices, stamps, prompt, last_prompt, crosses = self._rows[int(i)]
+        indices = [int(x) for x in frame_indices]
+        refs = [self._refs[(stream_id, x)] for x in indices]
+        images = self._source.read(
+            refs[0][1], [pts for pts, _ in refs], self.size, f"recording {stream_id!r}"
+        )
+        item = {
+            "frames": torch.stack([_to_tensor(img) for img in images]),
+            "prompt": prompt or "",
+            "last_prompt": last_prompt or "",
+            "crosses_interaction": bool(crosses),
+            "stream_id": stream_id,
+            "frame_indices": torch.tensor(indices, dtype=torch.int32),
+            "timestamps_s": torch.tensor(list(stamps), dtype=torch.float64),
+        }
+        return self.transform(item) if self.transform else item
