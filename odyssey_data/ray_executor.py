@@ -91,7 +91,7 @@ class RayExecutor:
         self.runtime_env = dict(runtime_env) if runtime_env else None
         self.init_options = dict(init_options or {})
         self._started = False
-        # Tasks submitted and not yet collected, so close() can cancel them even when a
+        # Tasks submitted and not yet collected, so close() can let go of them even when a
         # map_unordered generator was abandoned half-way (an error in the driver).
         self._running: set[ray.ObjectRef[Any]] = set()
 
@@ -121,7 +121,7 @@ class RayExecutor:
         Items are submitted lazily, at most ``max_in_flight`` at a time, so neither the
         items nor the results pile up in memory however many there are. If the caller
         stops early (an error while writing a shard, Ctrl-C), the tasks still running
-        are cancelled (see :meth:`close`).
+        are abandoned (see :meth:`close`).
 
         Raises:
             OdysseyDataError: a task's worker kept dying after ``max_retries`` re-runs
@@ -161,7 +161,7 @@ class RayExecutor:
                     self._running.discard(ref)
                     yield self._get(ref)
         finally:
-            self._cancel(pending)
+            self._abandon(pending)
 
     def _get(self, ref: ray.ObjectRef[R]) -> R:
         try:
@@ -178,24 +178,25 @@ class RayExecutor:
             ) from exc
         return result
 
-    def _cancel(self, refs: Iterable[ray.ObjectRef[Any]]) -> None:
-        # Not force=True: that kills the worker processes, leaving their temp files (a
-        # whole video each) on the nodes. A queued task is dropped; a running one finishes
-        # its recording and cleans up, and its result is discarded. What it wrote is not
-        # in the manifest, and the next run removes it as a leftover.
+    def _abandon(self, refs: Iterable[ray.ObjectRef[Any]]) -> None:
+        # Tasks not collected are forgotten, not cancelled: ray.cancel on a task that then
+        # completes crashed the driver process in Ray 2.60 (a CHECK failure in
+        # task_manager.cc, "Tried to complete task that was not pending", seen in this
+        # project's test runs), and force=True would kill workers and leave their temp
+        # files (a whole video each) behind. An abandoned task finishes its recording and
+        # cleans up; its result is dropped. What it wrote is not in the manifest, and the
+        # next run removes it as a leftover.
         for ref in list(refs):
             self._running.discard(ref)
-            if ray.is_initialized():
-                ray.cancel(ref)
 
     def close(self) -> None:
-        """Cancel the tasks not collected, and shut Ray down if this executor started it.
+        """Forget the tasks not collected, and shut Ray down if this executor started it.
 
-        Queued tasks never start; running ones finish their recording, whose result is
-        dropped. A Ray instance that was already initialised when the executor was first
-        used is left running.
+        Those tasks run to the end of their recording and their results are dropped (see
+        ``_abandon``). A Ray instance that was already initialised when the executor was
+        first used is left running.
         """
-        self._cancel(self._running)
+        self._abandon(self._running)
         if self._started and ray.is_initialized():
             ray.shutdown()
         self._started = False

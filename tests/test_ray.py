@@ -7,7 +7,6 @@ which Ray pickles by value, so workers need not import this test module.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -153,31 +152,24 @@ def test_an_exception_in_the_function_propagates_as_itself(ray_instance: None) -
     executor.close()
 
 
-def test_close_cancels_what_an_abandoned_run_left_in_flight(
-    ray_instance: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_close_lets_go_of_what_an_abandoned_run_left_in_flight(ray_instance: None) -> None:
     import time
-
-    cancelled: list[Any] = []
-    real_cancel = ray.cancel
-    monkeypatch.setattr(ray, "cancel", lambda ref, **kw: (cancelled.append(ref), real_cancel(ref)))
 
     def slow_but_first(x: int) -> int:
         if x:
-            time.sleep(2)
+            time.sleep(1)
         return x
 
     executor = RayExecutor(max_in_flight=3)
     results = executor.map_unordered(slow_but_first, [0, 1, 2])
     assert next(results) == 0  # the driver stops here (say, a shard write failed)
+    started = time.perf_counter()
     executor.close()
-    assert len(set(cancelled)) == 2  # the two slow tasks, neither collected
+    assert time.perf_counter() - started < 0.5  # close() does not wait for them
     assert not executor._running
-    for ref in cancelled:
-        # Ray drops a queued task; one already running may finish (its result unused).
-        with contextlib.suppress(ray.exceptions.TaskCancelledError):
-            assert ray.get(ref) in (1, 2)
     del results
+    time.sleep(1.5)  # the abandoned tasks finish on their own; the driver stays up
+    assert ray.is_initialized()
 
 
 def test_options_are_checked() -> None:
