@@ -37,6 +37,7 @@ __all__ = [
     "PromptTimeline",
     "align_frames",
     "build_segments",
+    "prompt_lags",
     "prompt_timeline",
 ]
 
@@ -174,6 +175,7 @@ def build_segments(
     timestamps_s: npt.NDArray[np.float64],
     timeline: PromptTimeline,
     video_end_s: float,
+    prompt_lag_s: npt.ArrayLike | None = None,
 ) -> pa.Table:
     """One row per prompt: when it was in force and which frames it conditions.
 
@@ -188,6 +190,8 @@ def build_segments(
         timestamps_s: the frames' times, sorted ascending (frame index = position).
         timeline: the prompts, from :func:`prompt_timeline`.
         video_end_s: the end of the video on the same clock.
+        prompt_lag_s: per prompt, the logged minus the intended (script) time, NaN
+            where there is nothing to compare; ``None`` gives an all-null column.
 
     Returns:
         A table of exactly :data:`~odyssey_data.schema.SEGMENTS_SCHEMA`.
@@ -225,6 +229,36 @@ def build_segments(
             pa.array(first.astype(np.int32), mask=empty),
             pa.array((after_last - 1).astype(np.int32), mask=empty),
             pa.array(counts.astype(np.int32)),
+            _lags(prompt_lag_s, size),
         ],
         schema=SEGMENTS_SCHEMA,
     )
+
+
+def _lags(prompt_lag_s: npt.ArrayLike | None, size: int) -> pa.Array:
+    if prompt_lag_s is None:
+        return pa.nulls(size, pa.float64())
+    lags = np.asarray(prompt_lag_s, dtype=np.float64)
+    if lags.shape != (size,):
+        raise ConfigError(f"{lags.shape[0] if lags.ndim else 0} prompt lags for {size} prompts")
+    return pa.array(lags, mask=~np.isfinite(lags))
+
+
+def prompt_lags(script: PromptTimeline, logged: PromptTimeline) -> npt.NDArray[np.float64]:
+    """Per script prompt, the logged time minus the script's, matched by prompt order.
+
+    Prompt ``i`` of the script is matched with prompt ``i`` of the events log (the
+    ``start`` prompt with the logged start, the first interaction with the first logged
+    interaction …). A script prompt with no logged counterpart gets NaN (written as null).
+
+    Args:
+        script: the intended timeline (the job's script).
+        logged: the timeline of the events log.
+
+    Returns:
+        One float64 per script prompt: seconds, positive when the log is late.
+    """
+    lags = np.full(len(script), np.nan, dtype=np.float64)
+    common = min(len(script), len(logged))
+    lags[:common] = logged.times_s[:common] - script.times_s[:common]
+    return lags

@@ -39,7 +39,14 @@ from odyssey_data.errors import (
     RateLimited,
     redact_url,
 )
-from odyssey_data.models import Recording, RecordingInfo, RecordingPage
+from odyssey_data.models import (
+    Recording,
+    RecordingInfo,
+    RecordingPage,
+    SimulationJob,
+    SimulationJobDetail,
+    SimulationJobPage,
+)
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -376,7 +383,7 @@ class OdysseyClient:
                 return response
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
 
-    def _api_get(self, path: str, what: str, params: dict[str, int] | None = None) -> Any:
+    def _api_get(self, path: str, what: str, params: dict[str, int | str] | None = None) -> Any:
         url = f"{self.api_url}{path}"
         try:
             response = self._send("GET", url, auth=True, params=params)
@@ -451,6 +458,59 @@ class OdysseyClient:
         """
         data = self._api_get(f"/recordings/{_path_segment(stream_id)}", f"recording {stream_id!r}")
         return Recording.from_json(data, stream_id=stream_id)
+
+    def list_jobs_page(
+        self, limit: int, offset: int, *, status: str | None = None, active: bool | None = None
+    ) -> SimulationJobPage:
+        """One page of ``GET /simulation-jobs`` (``status``/``active`` filter when given)."""
+        where = f"offset={offset}"
+        params: dict[str, int | str] = {"limit": limit, "offset": offset}
+        if status is not None:
+            params["status"] = status
+        if active is not None:
+            params["active"] = "true" if active else "false"
+        data = self._api_get(
+            "/simulation-jobs", f"listing simulation jobs (page at {where})", params=params
+        )
+        return SimulationJobPage.from_json(data, where=where)
+
+    def list_simulation_jobs(
+        self, status: str | None = None, active: bool | None = None, limit: int | None = None
+    ) -> Iterator[SimulationJob]:
+        """Every simulation job, page by page until ``total``.
+
+        Args:
+            status: only jobs of this status (``completed``, ``failed``…).
+            active: only active (or, with ``False``, finished) jobs.
+            limit: stop after this many jobs.
+
+        Raises:
+            ApiError: the listing failed (the page is named in the message).
+        """
+        pager = OffsetPaginator(page_size=self.page_size, max_items=limit)
+        seen: set[str] = set()
+        while not pager.done:
+            params = pager.next_params()
+            page = self.list_jobs_page(
+                params["limit"], params["offset"], status=status, active=active
+            )
+            pager.advance(len(page.jobs), page.total)
+            for job in page.jobs:
+                if job.job_id not in seen:
+                    seen.add(job.job_id)
+                    yield job
+
+    def get_simulation_job(self, job_id: str) -> SimulationJobDetail:
+        """``GET /simulation-jobs/{job_id}``: the job, its output streams' fresh URLs and
+        its script (when the API returns it).
+
+        Raises:
+            NotFoundError: the API does not know ``job_id``.
+        """
+        data = self._api_get(
+            f"/simulation-jobs/{_path_segment(job_id)}", f"simulation job {job_id!r}"
+        )
+        return SimulationJobDetail.from_json(data, job_id=job_id)
 
     # -- downloads -------------------------------------------------------------------
     def download(

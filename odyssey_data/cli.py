@@ -122,6 +122,10 @@ def _config(args: argparse.Namespace, output: str, **extra: Any) -> ExportConfig
         api_key=extra.get("api_key", args.api_key),
         limit=args.limit,
         stream_ids=tuple(args.stream_id or ()),
+        source=args.source,
+        job_ids=tuple(args.job_id or ()),
+        job_status=args.status,
+        with_thumbnails=args.with_thumbnails,
         workers=args.workers,
         executor=args.executor,
         ray_address=args.ray_address,
@@ -156,7 +160,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     catalog = make_demo_catalog(args.recordings, seed=args.seed)
     with DemoServer(catalog) as server:
-        err.print(f"demo server on {server.base_url} with {len(catalog.recordings)} recordings")
+        err.print(
+            f"demo server on {server.base_url} with {len(catalog.recordings)} recordings "
+            f"and {len(catalog.jobs)} simulation jobs"
+        )
         config = _config(args, args.output, api_url=server.base_url, api_key=server.api_key)
         report = export(config, progress=_Bar(not args.quiet and not args.json))
     _print_report(report, args.json)
@@ -171,14 +178,49 @@ def cmd_demo(args: argparse.Namespace) -> int:
             "    ds.load_frames(ds.frames.head(4).collect())   # decoded RGB arrays\n"
             f"or query the Parquet directly: polars.scan_parquet('{args.output}/frames/*.parquet')"
         )
-    # The demo's still-active stream is skipped on purpose; only failures are errors here.
+    # The demo's still-active stream and its jobs not completed (pending, processing,
+    # failed) are skipped on purpose; only failures are errors here.
     return EXIT_OK if report.failed == 0 else EXIT_PARTIAL
+
+
+def _bitrate(text: str) -> int:
+    """``4000000``, ``4000k`` or ``4M`` bits per second."""
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:].lower(), 1)
+    try:
+        value = float(text[:-1] if scale > 1 else text) * scale
+    except ValueError as exc:
+        raise ConfigError(
+            f"--bitrate takes bits per second (4000000, 4000k, 4M), not {text!r}"
+        ) from exc
+    if not value >= 1000:
+        raise ConfigError(f"--bitrate must be at least 1000 bits per second, not {text!r}")
+    return int(value)
 
 
 def cmd_serve_demo(args: argparse.Namespace) -> int:
     from odyssey_data.demo import DemoServer, make_demo_catalog
 
-    catalog = make_demo_catalog(args.recordings, seed=args.seed)
+    size: tuple[int, int | None] | tuple[None, None] = (None, None)
+    if args.size is not None:
+        size = parse_resize(args.size)
+        if size[1] is None:
+            raise ConfigError(f"--size takes WxH, not {args.size!r}")
+    if not args.seconds > 0:
+        raise ConfigError(f"--seconds must be positive, not {args.seconds}")
+    bitrate = _bitrate(args.bitrate) if args.bitrate is not None else None
+    try:
+        catalog = make_demo_catalog(
+            args.recordings,
+            seed=args.seed,
+            width=size[0],
+            height=size[1],
+            seconds=args.seconds,
+            bitrate=bitrate,
+            # A bitrate is only spent on pictures with detail: flat colours stay tiny.
+            content="noise" if bitrate else "flat",
+        )
+    except ValueError as exc:
+        raise ConfigError(f"serve-demo: {exc}") from exc
     with DemoServer(catalog, host=args.host, port=args.port) as server:
         out.print(f"ODYSSEY_API_URL={server.base_url}")
         out.print(f"ODYSSEY_API_KEY={server.api_key}")
@@ -189,6 +231,36 @@ def cmd_serve_demo(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             pass
     return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from odyssey_data.jobfile import load_job
+    from odyssey_data.pipeline import export
+
+    job = load_job(args.pipeline, args.set or ())
+    if args.check:
+        names = [job.api_key_env] if job.api_key_env else []
+        names += list(job.storage_options_env.values())
+        needs = f"; reads {', '.join(names)} from the environment" if names else ""
+        out.print(f"ok: {escape(job.path)} exports to {escape(job.config.output)}{needs}")
+        return EXIT_OK
+    bar = _Bar(not args.quiet and not args.json)
+    if job.demo is None:
+        report = export(job.export_config(), progress=bar)
+        code = EXIT_OK if report.ok else EXIT_PARTIAL
+    else:
+        from odyssey_data.demo import DemoServer, make_demo_catalog
+
+        demo = job.demo
+        catalog = make_demo_catalog(demo.recordings, seed=demo.seed, active=demo.active)
+        with DemoServer(catalog) as server:
+            err.print(f"demo server on {server.base_url} with {len(catalog.recordings)} recordings")
+            config = job.export_config(api_url=server.base_url, api_key=server.api_key)
+            report = export(config, progress=bar)
+        # As with `demo`: the demo's still-active streams are skipped on purpose.
+        code = EXIT_OK if report.failed == 0 else EXIT_PARTIAL
+    _print_report(report, args.json)
+    return code
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -284,7 +356,31 @@ def _api_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", help="API key ody_... (default: $ODYSSEY_API_KEY)")
 
 
+def _source_options(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--source",
+        choices=("streams", "simulations", "all"),
+        default=default,
+        help="stream recordings, simulation job outputs, or both into one dataset "
+        f"(default {default})",
+    )
+    parser.add_argument(
+        "--job-id", action="append", metavar="ID", help="only this simulation job (repeatable)"
+    )
+    parser.add_argument(
+        "--status",
+        choices=("pending", "dispatched", "processing", "completed", "failed", "cancelled"),
+        help="list only simulation jobs of this status (default: all; those not completed "
+        "are recorded as skipped)",
+    )
+
+
 def _export_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--with-thumbnails",
+        action="store_true",
+        help="also store each recording's thumbnail JPEG and preview MP4 beside its video",
+    )
     parser.add_argument("--limit", type=int, help="export at most N recordings (most recent first)")
     parser.add_argument(
         "--stream-id", action="append", metavar="ID", help="only this recording (repeatable)"
@@ -376,13 +472,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export recordings from the Odyssey API into a dataset")
     p.add_argument("output", help="dataset root: a folder or fsspec URL (s3://, gs://, memory://)")
     _api_options(p)
+    _source_options(p, "streams")
     _export_options(p)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("run", help="run a pipeline file (TOML; see pipelines/README.md)")
+    p.add_argument("pipeline", help="the pipeline file, e.g. pipelines/demo.toml")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override a key of the file (repeatable; VALUE is TOML if it parses, else text)",
+    )
+    p.add_argument("--check", action="store_true", help="validate the file and stop")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="start the local demo server and export its recordings")
     p.add_argument("output", nargs="?", default=DEMO_OUTPUT, help=f"default {DEMO_OUTPUT}")
     p.add_argument("--recordings", type=int, default=6, help="finished demo recordings (default 6)")
     p.add_argument("--seed", type=int, default=0)
+    _source_options(p, "all")
     _export_options(p)
     p.set_defaults(func=cmd_demo, api_url=None, api_key=None)
 
@@ -391,6 +502,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0, help="default: a free port")
     p.add_argument("--recordings", type=int, default=6)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", metavar="WxH", help="frame size of every recording (default: mixed)")
+    p.add_argument("--seconds", type=float, default=3.5, help="length of each (default 3.5)")
+    p.add_argument(
+        "--bitrate",
+        metavar="B",
+        help="H.264 bits per second (4M, 4000k); draws textured frames that use it",
+    )
     p.set_defaults(func=cmd_serve_demo)
 
     p = sub.add_parser("list", help="list the recordings the API has")

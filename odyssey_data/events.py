@@ -314,6 +314,10 @@ def _origin(
     return origin
 
 
+def _repeat_origin(origin: str, n: int) -> pa.Array:
+    return pa.array([origin] * n, pa.string())
+
+
 def parse_events(
     lines: Iterable[bytes],
     *,
@@ -321,6 +325,7 @@ def parse_events(
     started_at: datetime | None = None,
     offset_s: float = 0.0,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    event_origin: str = "log",
 ) -> ParsedEvents:
     """Parse an events log into the ``events`` table.
 
@@ -337,6 +342,8 @@ def parse_events(
         offset_s: seconds added to every event time to put it on the video clock, whose
             zero is the first presented frame.
         max_line_bytes: longer lines are skipped without being parsed.
+        event_origin: written in the ``origin`` column: ``"log"`` for an events log,
+            ``"script"`` for a simulation job's script.
 
     Returns:
         The table, the number of bad lines, and warnings about them.
@@ -385,6 +392,7 @@ def parse_events(
             pa.array([event.kind for event in kept], pa.string()),
             pa.array([event.prompt for event in kept], pa.string()),
             pa.array([event.raw for event in kept], pa.string()),
+            _repeat_origin(event_origin, len(kept)),
         ],
         schema=EVENTS_SCHEMA,
     )

@@ -1,12 +1,15 @@
 """Typed records of the Odyssey REST API, parsed and validated from JSON (pure).
 
-Field names follow the public Odyssey client (``StreamRecordingInfo``, ``Recording``).
+Field names follow the public Odyssey client (``StreamRecordingInfo``, ``Recording``,
+``SimulationJobInfo``, ``SimulationJobDetail``).
 A missing or mistyped field raises :class:`~odyssey_data.errors.ApiResponseError`
 naming the field, so one bad answer never turns into a ``KeyError`` deep in the export.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,7 +17,21 @@ from typing import Any
 
 from odyssey_data.errors import ApiResponseError
 
-__all__ = ["Recording", "RecordingInfo", "RecordingPage", "parse_datetime"]
+__all__ = [
+    "JOB_STATUSES",
+    "Recording",
+    "RecordingInfo",
+    "RecordingPage",
+    "ScriptEntry",
+    "SimulationJob",
+    "SimulationJobDetail",
+    "SimulationJobPage",
+    "SimulationStream",
+    "parse_datetime",
+]
+
+#: The statuses of a simulation job (only ``completed`` jobs have output streams).
+JOB_STATUSES = ("pending", "dispatched", "processing", "completed", "failed", "cancelled")
 
 
 def parse_datetime(value: str) -> datetime:
@@ -76,6 +93,10 @@ class RecordingInfo:
         ended_at: when it ended; ``None`` while the stream is still active.
         duration_seconds: the API's idea of the duration, if known.
         source: ``"stream"`` or ``"simulation"``.
+        job_id: the simulation job that produced it (``None`` for a stream); its fresh
+            URLs then come from ``GET /simulation-jobs/{job_id}``.
+        script_index: the output stream's ``script_index`` in its job (``None`` for a
+            stream).
     """
 
     stream_id: str
@@ -85,6 +106,8 @@ class RecordingInfo:
     ended_at: datetime | None = None
     duration_seconds: float | None = None
     source: str = "stream"
+    job_id: str | None = None
+    script_index: int | None = None
 
     @property
     def is_active(self) -> bool:
@@ -186,4 +209,215 @@ class Recording:
             preview_url=_optional(data, "preview_url", (str,), what),
             frame_count=_optional(data, "frame_count", (int,), what),
             duration_seconds=None if duration is None else float(duration),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptEntry:
+    """One entry of a simulation script: ``{"timestamp_ms": T, KIND: {...}}``.
+
+    Attributes:
+        timestamp_ms: when the entry is meant to happen, ms since the video's start.
+        kind: ``start``, ``interact`` or ``end``.
+        prompt: the payload's ``prompt`` (``None`` for ``end`` or when absent).
+        raw: the entry as compact JSON text (kept in the events table).
+    """
+
+    timestamp_ms: float
+    kind: str
+    prompt: str | None
+    raw: str
+
+    @classmethod
+    def from_json(cls, data: object, *, what: str) -> ScriptEntry:
+        """Validate one script entry; ``what`` names the job and entry in errors.
+
+        Raises:
+            ApiResponseError: the entry is not of the documented shape.
+        """
+        if not isinstance(data, Mapping):
+            raise ApiResponseError(f"{what}: the script entry is not a JSON object")
+        stamp = _field(data, "timestamp_ms", (int, float), what)
+        if not math.isfinite(stamp) or stamp < 0:
+            raise ApiResponseError(f"{what}: the field 'timestamp_ms' is not a time >= 0")
+        kinds = [k for k in ("start", "interact", "end") if isinstance(data.get(k), Mapping)]
+        if len(kinds) != 1:
+            raise ApiResponseError(
+                f"{what}: a script entry needs exactly one of 'start', 'interact', 'end'"
+            )
+        prompt = _optional(data[kinds[0]], "prompt", (str,), f"{what} {kinds[0]!r}")
+        return cls(float(stamp), kinds[0], prompt, json.dumps(dict(data), ensure_ascii=False))
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationJob:
+    """One entry of ``GET /simulation-jobs`` (the official client's ``SimulationJobInfo``).
+
+    Attributes:
+        job_id: the job's id (untrusted as a file name).
+        status: one of :data:`JOB_STATUSES` (an unknown status is kept as given).
+        priority: the job's priority, if given.
+        created_at: when the job was submitted.
+        completed_at: when it completed, if it has.
+        error_message: why it failed, if it did.
+    """
+
+    job_id: str
+    status: str
+    priority: int | None = None
+    created_at: datetime | None = None
+    completed_at: datetime | None = None
+    error_message: str | None = None
+
+    @classmethod
+    def from_json(cls, data: object) -> SimulationJob:
+        """Validate one list entry.
+
+        Raises:
+            ApiResponseError: a field is missing or of the wrong type.
+        """
+        if not isinstance(data, Mapping):
+            raise ApiResponseError("a simulation job entry is not a JSON object")
+        what = f"simulation job {str(data.get('job_id'))[:80]!r}"
+        return cls(**_job_fields(data, what))
+
+
+def _job_fields(data: Mapping[str, Any], what: str) -> dict[str, Any]:
+    job_id = _field(data, "job_id", (str,), what)
+    if not job_id:
+        raise ApiResponseError(f"{what}: the field 'job_id' is empty")
+    return {
+        "job_id": job_id,
+        "status": _field(data, "status", (str,), what),
+        "priority": _optional(data, "priority", (int,), what),
+        "created_at": _time(data, "created_at", what, required=False),
+        "completed_at": _time(data, "completed_at", what, required=False),
+        "error_message": _optional(data, "error_message", (str,), what),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationStream:
+    """One output stream of a completed job: its artifact URLs and ``script_index``.
+
+    The URLs are presigned credentials: never log them unredacted.
+    """
+
+    recording: Recording
+    script_index: int | None = None
+
+    @property
+    def stream_id(self) -> str:
+        """The output stream's id."""
+        return self.recording.stream_id
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationJobDetail:
+    """The answer of ``GET /simulation-jobs/{job_id}``.
+
+    Attributes:
+        job: the fields shared with the list entry.
+        dispatched_at: when the job was dispatched, if it was.
+        started_at: when it started, if it did.
+        assigned_region: where it ran, if known.
+        retry_count: how many times it was retried.
+        estimated_wait_minutes: the API's estimate, if any.
+        streams: the output streams (filled once the job has completed).
+        script: the job's script when the API returns it (``None`` when it does not).
+    """
+
+    job: SimulationJob
+    dispatched_at: datetime | None = None
+    started_at: datetime | None = None
+    assigned_region: str | None = None
+    retry_count: int = 0
+    estimated_wait_minutes: float | None = None
+    streams: tuple[SimulationStream, ...] = ()
+    script: tuple[ScriptEntry, ...] | None = None
+
+    @property
+    def job_id(self) -> str:
+        """The job's id."""
+        return self.job.job_id
+
+    def stream(self, stream_id: str) -> SimulationStream | None:
+        """The output stream with this id, or ``None``."""
+        return next((s for s in self.streams if s.stream_id == stream_id), None)
+
+    @classmethod
+    def from_json(cls, data: object, *, job_id: str) -> SimulationJobDetail:
+        """Validate the answer for ``job_id``.
+
+        Raises:
+            ApiResponseError: a field is missing or of the wrong type.
+        """
+        what = f"simulation job {job_id!r}"
+        if not isinstance(data, Mapping):
+            raise ApiResponseError(f"{what}: the answer is not a JSON object")
+        job = SimulationJob(**_job_fields(data, what))
+        wait = _optional(data, "estimated_wait_minutes", (int, float), what)
+        retries = _optional(data, "retry_count", (int,), what)
+        streams = []
+        for i, entry in enumerate(_optional(data, "streams", (list,), what) or ()):
+            where = f"{what} stream {i}"
+            if not isinstance(entry, Mapping):
+                raise ApiResponseError(f"{where}: not a JSON object")
+            streams.append(
+                SimulationStream(
+                    Recording.from_json(entry, stream_id=str(entry.get("stream_id"))[:80]),
+                    _optional(entry, "script_index", (int,), where),
+                )
+            )
+        raw_script = _optional(data, "script", (list,), what)
+        script = None
+        if raw_script is not None:
+            script = tuple(
+                ScriptEntry.from_json(entry, what=f"{what} script entry {i}")
+                for i, entry in enumerate(raw_script)
+            )
+        return cls(
+            job=job,
+            dispatched_at=_time(data, "dispatched_at", what, required=False),
+            started_at=_time(data, "started_at", what, required=False),
+            assigned_region=_optional(data, "assigned_region", (str,), what),
+            retry_count=0 if retries is None else retries,
+            estimated_wait_minutes=None if wait is None else float(wait),
+            streams=tuple(streams),
+            script=script,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationJobPage:
+    """One page of ``GET /simulation-jobs``."""
+
+    jobs: tuple[SimulationJob, ...]
+    total: int
+    limit: int
+    offset: int
+
+    @classmethod
+    def from_json(cls, data: object, *, where: str) -> SimulationJobPage:
+        """Validate a page; ``where`` names the page in errors.
+
+        Raises:
+            ApiResponseError: the page is not of the documented shape.
+        """
+        what = f"simulation jobs page at {where}"
+        if not isinstance(data, Mapping):
+            raise ApiResponseError(f"{what}: the answer is not a JSON object")
+        entries = _field(data, "jobs", (list,), what)
+        total = _field(data, "total", (int,), what)
+        limit = _optional(data, "limit", (int,), what)
+        offset = _optional(data, "offset", (int,), what)
+        try:
+            items = tuple(SimulationJob.from_json(entry) for entry in entries)
+        except ApiResponseError as exc:
+            raise ApiResponseError(f"{what}: {exc}") from exc
+        return cls(
+            jobs=items,
+            total=total,
+            limit=len(items) if limit is None else limit,
+            offset=0 if offset is None else offset,
         )

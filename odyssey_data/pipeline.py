@@ -6,6 +6,18 @@ parse the events, align frames to prompts, copy the video into the dataset, and 
 Arrow tables. It never raises for bad data in one recording; it returns a failure with
 the reason. The driver (:func:`export`) writes the tables into size-capped shards and
 commits the manifest after every shard, so a crash late in a long run loses little.
+
+Two sources feed the same unit of work (``ExportConfig.source``): stream recordings, and
+the output streams of completed simulation jobs. A :class:`RecordingInfo` with a
+``job_id`` is a simulation output; :func:`_artifacts` gets its presigned URLs (first
+and on every refresh of an expired one) from ``GET /simulation-jobs/{job_id}``, a
+stream's from ``GET /recordings/{stream_id}``. When the job's script is known (the job
+detail's ``script``), it is the ground truth: its entries are kept in the events table
+(``origin = "script"``; the events log's lines stay too, ``origin = "log"``), frames
+align to the script's prompt times (the video is rendered from the script; the log only
+records when each prompt was issued), and each segment's ``prompt_lag_s`` is the
+logged time minus the script's, matched by prompt order (null without a log to compare).
+An events log in the script shape, without a script in the detail, is aligned to as is.
 """
 
 from __future__ import annotations
@@ -17,12 +29,13 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from odyssey_data.align import align_frames, build_segments, prompt_timeline
+from odyssey_data.align import align_frames, build_segments, prompt_lags, prompt_timeline
 from odyssey_data.api import DownloadStats, OdysseyClient, RetryPolicy
 from odyssey_data.clips import resample_positions
 from odyssey_data.errors import (
@@ -38,7 +51,13 @@ from odyssey_data.events import parse_events
 from odyssey_data.executors import make_executor
 from odyssey_data.images import FORMATS, image_encoder, target_size
 from odyssey_data.manifest import Manifest, RecordingStatus
-from odyssey_data.models import Recording, RecordingInfo
+from odyssey_data.models import (
+    JOB_STATUSES,
+    Recording,
+    RecordingInfo,
+    ScriptEntry,
+    SimulationJob,
+)
 from odyssey_data.schema import (
     EVENTS_SCHEMA,
     FRAMES_SCHEMA,
@@ -72,6 +91,9 @@ log = logging.getLogger(__name__)
 
 #: A shard is written once its frames reach this many bytes in memory (or shard_rows).
 SHARD_BYTES = 192 << 20
+
+#: What an export reads: stream recordings, simulation job outputs, or both.
+SOURCES = ("streams", "simulations", "all")
 
 
 @dataclass(frozen=True)
@@ -108,8 +130,16 @@ class ExportConfig:
         output: dataset root URL (local path or fsspec URL).
         api_url: API base URL; default ``ODYSSEY_API_URL`` or the public API.
         api_key: ``ody_…`` key; default ``ODYSSEY_API_KEY``.
-        limit: export at most this many recordings (most recent first).
+        limit: export at most this many recordings (most recent first); with
+            simulations, list at most this many jobs.
         stream_ids: export only these recordings.
+        source: ``"streams"`` (stream recordings, the default), ``"simulations"``
+            (the output streams of simulation jobs) or ``"all"`` (both, one dataset).
+        job_ids: with simulations, only these jobs.
+        job_status: with simulations, list only jobs of this status (``None``: every
+            job; those not completed are recorded as skipped with the reason).
+        with_thumbnails: store each recording's thumbnail JPEG and preview MP4 beside
+            its video (when the API gives them).
         workers: parallel recordings (default: the number of cores).
         executor: ``"local"`` (process pool) or ``"ray"`` (Ray tasks; the ray extra).
         ray_address: the Ray cluster to run on with ``executor="ray"`` (``"auto"``,
@@ -134,6 +164,9 @@ class ExportConfig:
         fps: keep only the frame nearest to each tick of this rate (others are not
             written; ``frame_index`` keeps the video's numbering).
         image_quality: JPEG/WebP quality, 1..100.
+        started_after: export only recordings that started at or after this time.
+        started_before: export only recordings that started before this time.
+        min_duration_s: export only recordings at least this long (by the API's duration).
     """
 
     output: str
@@ -141,6 +174,10 @@ class ExportConfig:
     api_key: str | None = field(default=None, repr=False)
     limit: int | None = None
     stream_ids: tuple[str, ...] = ()
+    source: str = "streams"
+    job_ids: tuple[str, ...] = ()
+    job_status: str | None = None
+    with_thumbnails: bool = False
     workers: int | None = None
     executor: str = "local"
     ray_address: str | None = None
@@ -158,9 +195,20 @@ class ExportConfig:
     resize: tuple[int, int | None] | None = None
     fps: float | None = None
     image_quality: int = 90
+    started_after: datetime | None = None
+    started_before: datetime | None = None
+    min_duration_s: float | None = None
 
     def __post_init__(self) -> None:
         self.frame_options().validate()
+        if self.source not in SOURCES:
+            raise ConfigError(f"source must be one of {', '.join(SOURCES)}, not {self.source!r}")
+        if self.job_status is not None and self.job_status not in JOB_STATUSES:
+            raise ConfigError(
+                f"job_status must be one of {', '.join(JOB_STATUSES)}, not {self.job_status!r}"
+            )
+        if (self.job_ids or self.job_status) and self.source == "streams":
+            raise ConfigError("job_ids and job_status need source='simulations' or 'all'")
         if not self.timeout_s > 0:
             raise ConfigError(
                 f"timeout_s must be a positive number of seconds, not {self.timeout_s}"
@@ -181,6 +229,18 @@ class ExportConfig:
             raise ConfigError("memory:// lives in this process; Ray workers cannot write to it")
         if self.probe not in ("auto", "demux", "decode"):
             raise ConfigError(f"probe must be auto, demux or decode, not {self.probe!r}")
+        for name in ("started_after", "started_before"):
+            moment = getattr(self, name)
+            if moment is not None and moment.tzinfo is None:
+                raise ConfigError(f"{name} must be a time with a time zone (e.g. ...Z)")
+        if (
+            self.started_after is not None
+            and self.started_before is not None
+            and not self.started_after < self.started_before
+        ):
+            raise ConfigError("started_after must be earlier than started_before")
+        if self.min_duration_s is not None and self.min_duration_s < 0:
+            raise ConfigError(f"min_duration_s must not be negative, not {self.min_duration_s}")
 
     def frame_options(self) -> FrameOptions:
         """What each worker does with the frames (reference rows or encoded images)."""
@@ -196,12 +256,43 @@ class ExportConfig:
             "fps": self.fps,
             "limit": self.limit,
             "stream_ids": list(self.stream_ids),
+            "source": self.source,
+            "job_ids": list(self.job_ids),
+            "job_status": self.job_status,
+            "with_thumbnails": self.with_thumbnails,
             "executor": self.executor,
             "event_offset_ms": self.event_offset_ms,
             "probe": self.probe,
             "shard_rows": self.shard_rows,
             "storage_option_keys": sorted(self.storage_options),
+            "started_after": self.started_after.isoformat() if self.started_after else None,
+            "started_before": self.started_before.isoformat() if self.started_before else None,
+            "min_duration_s": self.min_duration_s,
         }
+
+    def has_filters(self) -> bool:
+        """True when recordings are filtered by start time or duration."""
+        return (
+            self.started_after is not None
+            or self.started_before is not None
+            or self.min_duration_s is not None
+        )
+
+    def wants(self, info: RecordingInfo) -> bool:
+        """True when ``info`` passes the start-time and duration filters.
+
+        A recording whose start time (or duration) the API does not give fails a filter
+        on it: it cannot be shown to match.
+        """
+        started = info.started_at
+        if self.started_after is not None and (started is None or started < self.started_after):
+            return False
+        if self.started_before is not None and (started is None or started >= self.started_before):
+            return False
+        duration = info.duration_seconds
+        return self.min_duration_s is None or (
+            duration is not None and duration >= self.min_duration_s
+        )
 
 
 @dataclass(frozen=True)
@@ -218,6 +309,30 @@ class RecordingTask:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout_s: float = 30.0
     frame_options: FrameOptions = field(default_factory=FrameOptions)
+    with_thumbnails: bool = False
+    #: A folder on this machine where materialised frames go as Arrow IPC files instead
+    #: of travelling back in memory (the local executor); ``None`` keeps them in memory.
+    spill_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class SpilledFrames:
+    """Frames rows (with images) written by a worker to an Arrow IPC file on this machine.
+
+    Materialised frames are heavy (tens of KB a row); a long recording's would otherwise
+    sit whole in the worker, in the pickle to the driver, and in the driver.
+    """
+
+    path: str
+    rows: int
+    bytes: int
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """The rows batch by batch, read as they are asked for (memory stays flat)."""
+        with pa.OSFile(self.path, "rb") as source:
+            reader = pa.ipc.open_file(source)
+            for i in range(reader.num_record_batches):
+                yield reader.get_batch(i)
 
 
 @dataclass
@@ -228,11 +343,14 @@ class RecordingResult:
         stream_id: the recording.
         status: ``exported``, ``failed`` or ``skipped``.
         reason: why it failed or was skipped.
-        frames: frames table rows (``FRAMES_SCHEMA``), when exported.
+        frames: frames table rows (``FRAMES_SCHEMA``), when exported (``None`` when
+            they were spilled to a file).
+        spilled: the frames rows in a file on this machine instead (see ``spill_dir``).
         events: events table rows.
         segments: segments table rows.
         recording: the one-row recordings table.
         video: the dataset file of the copied video.
+        extra_files: other dataset files of the recording (thumbnail, preview).
         stats: attempts, URL refreshes, bad event lines, timings.
         warnings: human-readable warnings (bad event lines…).
     """
@@ -241,17 +359,28 @@ class RecordingResult:
     status: str
     reason: str | None = None
     frames: pa.Table | None = None
+    spilled: SpilledFrames | None = None
     events: pa.Table | None = None
     segments: pa.Table | None = None
     recording: pa.Table | None = None
     video: FileEntry | None = None
+    extra_files: tuple[FileEntry, ...] = ()
     stats: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 
     @property
     def frame_count(self) -> int:
         """Frames exported (0 unless exported)."""
+        if self.spilled is not None:
+            return self.spilled.rows
         return 0 if self.frames is None else self.frames.num_rows
+
+    def frame_batches(self) -> Iterator[pa.RecordBatch]:
+        """The frames rows batch by batch, from memory or from the spill file."""
+        if self.spilled is not None:
+            yield from self.spilled.batches()
+        elif self.frames is not None:
+            yield from self.frames.to_batches()
 
 
 _CLIENTS: dict[tuple[Any, ...], OdysseyClient] = {}
@@ -302,7 +431,7 @@ def process_recording(task: RecordingTask) -> RecordingResult:
     try:
         client = _client(task)
         api_retries = client.api_retries
-        recording = client.get_recording(sid)
+        recording, script = _artifacts(client, info)
         if not recording.video_url:
             result = RecordingResult(
                 sid, "skipped", "the API gives no video URL (still processing?)"
@@ -320,7 +449,7 @@ def process_recording(task: RecordingTask) -> RecordingResult:
                             url,
                             handle,
                             what=f"{what} {kind}",
-                            refresh_url=lambda: getattr(api.get_recording(sid), field_name),
+                            refresh_url=lambda: getattr(_artifacts(api, info)[0], field_name),
                             stats=got,
                         )
                     return got
@@ -336,17 +465,35 @@ def process_recording(task: RecordingTask) -> RecordingResult:
                 if recording.events_url:
                     fetch(recording.events_url, "events.jsonl", "events log", "events_url")
                     events_file = os.path.join(tmp, "events.jsonl")
+                media: dict[str, str] = {}
+                if task.with_thumbnails:
+                    for url, name, kind in (
+                        (recording.thumbnail_url, "thumbnail.jpg", "thumbnail"),
+                        (recording.preview_url, "preview.mp4", "preview"),
+                    ):
+                        if url:
+                            fetch(url, name, kind, f"{kind}_url")
+                            media[name] = os.path.join(tmp, name)
                 download_s = round(time.perf_counter() - started, 4)
-                result = _build(task, recording, os.path.join(tmp, "video.mp4"), events_file)
+                result = _build(
+                    task, recording, os.path.join(tmp, "video.mp4"), events_file, script, media
+                )
                 result.stats["video_bytes"] = video.bytes
                 result.stats["download_s"] = download_s
     except NotFoundError:
-        result = RecordingResult(
-            sid,
-            "failed",
-            f"{what}: the API no longer knows this recording (HTTP 404); it was listed but "
-            "may have been deleted since",
-        )
+        if info.job_id is not None:
+            reason = (
+                f"{what} of simulation job {info.job_id!r}: the API no longer knows it (HTTP "
+                "404, or not among the job's output streams); re-run the export to try again"
+            )
+            result = RecordingResult(sid, "failed", reason)
+        else:
+            result = RecordingResult(
+                sid,
+                "failed",
+                f"{what}: the API no longer knows this recording (HTTP 404); it was listed but "
+                "may have been deleted since",
+            )
     except OdysseyDataError as exc:
         result = RecordingResult(sid, "failed", str(exc))
     attempts = sum(d.attempts for d in downloads)
@@ -359,7 +506,12 @@ def process_recording(task: RecordingTask) -> RecordingResult:
 
 
 def _build(
-    task: RecordingTask, recording: Recording, video_file: str, events_file: str | None
+    task: RecordingTask,
+    recording: Recording,
+    video_file: str,
+    events_file: str | None,
+    script: tuple[ScriptEntry, ...] | None = None,
+    media: Mapping[str, str] | None = None,
 ) -> RecordingResult:
     info = task.info
     sid = info.stream_id
@@ -389,10 +541,19 @@ def _build(
         events, bad_lines, warnings = parsed.table, parsed.bad_lines, parsed.warnings
         if bad_lines:
             warnings = (f"{what}: {bad_lines} bad events log lines skipped", *warnings)
-    else:
+    elif script is None:
         events, bad_lines = EVENTS_SCHEMA.empty_table(), 0
         warnings = (f"{what}: the API gives no events log; prompts are null",)
+    else:
+        events, bad_lines = EVENTS_SCHEMA.empty_table(), 0
     timeline = prompt_timeline(events)
+    lags = None
+    if script is not None:
+        # The script is the ground truth: frames align to it, the log's lag is kept.
+        script_events = _script_events(script, sid)
+        logged, timeline = timeline, prompt_timeline(script_events)
+        lags = prompt_lags(timeline, logged) if events_file is not None else None
+        events = _merge_events(script_events, events)
     prompt, prompt_index, prompt_time = align_frames(ts, timeline)
     if expected is not None and n > expected:
         warnings = (*warnings, f"{what}: the video holds {n} frames, the API announces {expected}")
@@ -417,14 +578,24 @@ def _build(
     options = task.frame_options
     if options.fps is not None:
         frames = frames.take(pa.array(resample_positions(ts, options.fps, unique=True)))
+    spilled = None
     if options.materialised:
-        frames = _materialise(frames, timing, video_file, options, what)
+        frames, spilled = _materialise(frames, timing, video_file, options, what, task.spill_dir)
     interval = float(np.median(np.diff(ts))) if n > 1 else 0.0
     video_end = float(ts[-1]) + interval
-    segments = build_segments(sid, ts, timeline, video_end)
+    segments = build_segments(sid, ts, timeline, video_end, lags)
 
     with open(video_file, "rb") as handle:
         video = task.store.put_stream(video_rel, handle, kind="video")
+    extra_files: list[FileEntry] = []
+    for name, local in (media or {}).items():
+        with open(local, "rb") as handle:
+            extra_files.append(
+                task.store.put_stream(
+                    f"videos/{safe_name(sid)}.{name}", handle, kind=name.partition(".")[0]
+                )
+            )
+    stored = {entry.kind: entry.path for entry in extra_files}
 
     row = {
         "stream_id": sid,
@@ -448,48 +619,145 @@ def _build(
         "video_duration_s": video_end,
         "source": info.source,
         "exported_at": datetime.now(UTC),
+        "job_id": info.job_id,
+        "script_index": info.script_index,
+        "thumbnail_path": stored.get("thumbnail"),
+        "preview_path": stored.get("preview"),
     }
     recording_table = pa.Table.from_pylist([row], schema=RECORDINGS_SCHEMA)
     return RecordingResult(
         stream_id=sid,
         status="exported",
-        frames=frames,
+        frames=None if spilled is not None else frames,
+        spilled=spilled,
         events=events,
         segments=segments,
         recording=recording_table,
         video=video,
+        extra_files=tuple(extra_files),
         stats={"bad_event_lines": bad_lines, "probe": timing.method},
         warnings=warnings,
     )
 
 
+def _script_events(script: tuple[ScriptEntry, ...], sid: str) -> pa.Table:
+    """The job's script as events rows (``origin`` = ``"script"``), on the video clock."""
+    lines = [entry.raw.encode("utf-8") for entry in script]
+    return parse_events(lines, stream_id=sid, event_origin="script").table
+
+
+def _merge_events(script_events: pa.Table, logged: pa.Table) -> pa.Table:
+    """Script and log rows in one events table, sorted by time (script first on ties)."""
+    merged = pa.concat_tables([script_events, logged])
+    order = np.argsort(merged["time_s"].to_numpy(), kind="stable")
+    merged = merged.take(pa.array(order))
+    index = merged.schema.get_field_index("event_index")
+    numbers = pa.array(np.arange(merged.num_rows, dtype=np.int32))
+    return merged.set_column(index, EVENTS_SCHEMA.field("event_index"), numbers)
+
+
+def _artifacts(
+    client: OdysseyClient, info: RecordingInfo
+) -> tuple[Recording, tuple[ScriptEntry, ...] | None]:
+    """Fresh artifact URLs of a recording, and its job's script when there is one.
+
+    A stream's come from ``GET /recordings/{stream_id}``; a simulation output's from
+    ``GET /simulation-jobs/{job_id}`` (with the script, when the API returns it).
+
+    Raises:
+        NotFoundError: the API does not know the recording, the job, or the job has no
+            such output stream.
+    """
+    if info.job_id is None:
+        return client.get_recording(info.stream_id), None
+    detail = client.get_simulation_job(info.job_id)
+    output = detail.stream(info.stream_id)
+    if output is None:
+        raise NotFoundError(
+            f"simulation job {info.job_id!r} has no output stream {info.stream_id!r}"
+        )
+    return output.recording, detail.script
+
+
 def _materialise(
-    frames: pa.Table, timing: FrameTiming, video_file: str, options: FrameOptions, what: str
-) -> pa.Table:
+    frames: pa.Table,
+    timing: FrameTiming,
+    video_file: str,
+    options: FrameOptions,
+    what: str,
+    spill_dir: str | None = None,
+) -> tuple[pa.Table, SpilledFrames | None]:
     """Add the ``image`` column: decode the video once, encode the kept frames.
 
-    Frames stream through one at a time; only the encoded bytes are kept.
+    Frames stream through one at a time and rows are finished in batches of
+    ``_IMAGE_BATCH``. With ``spill_dir`` each batch goes to an Arrow IPC file there as it
+    is made, so memory stays flat however long the recording (the result then carries
+    the file, not the table); without it the batches are kept and returned as a table.
     """
     encode = image_encoder(options.mode, options.quality)
     size = target_size(options.resize, timing.width, timing.height)
     keep = frames.column("pts").to_numpy()
-    wanted = set(int(p) for p in keep)
-    encoded: dict[int, bytes] = {}
-    # Recordings run one per core in parallel, so each decoder keeps to one thread.
-    for pts, rgb in decode_frames(video_file, size=size, keep=wanted, threads=1, what=what):
-        encoded[pts] = encode(rgb)
-    missing = wanted.difference(encoded)
-    if missing:
-        raise DecodeError(f"{what}: {len(missing)} frames could not be decoded for their images")
-    images = pa.array([encoded[int(p)] for p in keep], pa.binary())
-    # width/height stay the decoded frame's size (what a reference decodes to); the
-    # image's own size gets columns of its own.
     n = frames.num_rows
-    return (
-        frames.append_column(IMAGE_FIELD, images)
-        .append_column("image_width", pa.array(np.full(n, size[0], dtype=np.int32)))
-        .append_column("image_height", pa.array(np.full(n, size[1], dtype=np.int32)))
-    )
+    wanted = set(int(p) for p in keep)
+    kept: list[pa.Table] = []
+    sink: Any = None
+    path = None
+    if spill_dir is not None:
+        fd, path = tempfile.mkstemp(suffix=".arrow", dir=spill_dir)
+        os.close(fd)
+    images: list[bytes] = []
+    done = 0
+
+    def finish() -> None:
+        nonlocal sink, done, images
+        count = len(images)
+        # width/height stay the decoded frame's size (what a reference decodes to); the
+        # image's own size gets columns of its own.
+        part = (
+            frames.slice(done, count)
+            .append_column(IMAGE_FIELD, pa.array(images, pa.binary()))
+            .append_column("image_width", pa.array(np.full(count, size[0], dtype=np.int32)))
+            .append_column("image_height", pa.array(np.full(count, size[1], dtype=np.int32)))
+        )
+        if path is not None:
+            if sink is None:
+                sink = pa.ipc.new_file(path, part.schema)
+            sink.write_table(part)
+        else:
+            kept.append(part)
+        done += count
+        images = []
+
+    try:
+        # Recordings run one per core in parallel, so each decoder keeps to one thread.
+        # Frames come in presentation order, as the rows are (sorted by pts).
+        for pts, rgb in decode_frames(video_file, size=size, keep=wanted, threads=1, what=what):
+            if done + len(images) >= n or pts != keep[done + len(images)]:
+                break
+            images.append(encode(rgb))
+            if len(images) == _IMAGE_BATCH:
+                finish()
+        missing = n - done - len(images)
+        if missing:
+            raise DecodeError(f"{what}: {missing} frames could not be decoded for their images")
+        if images or not done:
+            finish()
+        if sink is not None:
+            sink.close()
+            sink = None
+    except BaseException:
+        if sink is not None:
+            sink.close()
+        if path is not None:
+            os.unlink(path)
+        raise
+    if path is not None:
+        return frames.slice(0, 0), SpilledFrames(path, n, os.path.getsize(path))
+    return pa.concat_tables(kept), None
+
+
+#: Materialised rows finished (and spilled) at a time.
+_IMAGE_BATCH = 256
 
 
 @dataclass
@@ -548,6 +816,7 @@ class _ShardBuffer:
         self.manifest = manifest
         self.shard_rows = shard_rows
         self.results: list[RecordingResult] = []
+        self._buffered: set[str] = set()
         self.rows = 0
         self.bytes = 0
 
@@ -558,14 +827,21 @@ class _ShardBuffer:
         recording's rows must never appear twice in the dataset.
         """
         sid = result.stream_id
-        if sid in self.manifest.exported() or any(r.stream_id == sid for r in self.results):
+        # One dict lookup and one set lookup: building manifest.exported() or scanning
+        # the buffer per result made a long export quadratic in its recordings.
+        known = self.manifest.recordings.get(sid)
+        if (known is not None and known.status == "exported") or sid in self._buffered:
             log.warning("recording %r was exported twice in one run; keeping the first", sid)
             return False
         self.results.append(result)
+        self._buffered.add(sid)
         self.rows += result.frame_count
         # Materialised frames are heavy: cap a shard by bytes too (dataset-format.md
         # asks for 64-256 MB shards).
-        self.bytes += result.frames.nbytes if result.frames is not None else 0
+        if result.spilled is not None:
+            self.bytes += result.spilled.bytes
+        elif result.frames is not None:
+            self.bytes += result.frames.nbytes
         return self.rows >= self.shard_rows or self.bytes >= SHARD_BYTES
 
     def flush(self) -> int | None:
@@ -576,9 +852,8 @@ class _ShardBuffer:
         ordered = sorted(self.results, key=lambda r: r.stream_id)
         parts: dict[str, list[pa.Table]] = {t: [] for t in TABLES}
         for r in ordered:
-            assert r.frames is not None
+            assert r.frames is not None or r.spilled is not None
             assert r.recording is not None
-            parts["frames"].append(r.frames)
             parts["recordings"].append(r.recording)
             parts["events"].append(
                 r.events if r.events is not None else EVENTS_SCHEMA.empty_table()
@@ -589,12 +864,23 @@ class _ShardBuffer:
         entries = []
         for table in TABLES:
             rel = f"{table}/part-{shard:06d}.parquet"
-            entries.append(self.store.write_table(rel, pa.concat_tables(parts[table]), table))
+            if table == "frames":
+                # Streamed, one row group (or more) per recording: memory stays flat with
+                # spilled images, and a reader filtering on one stream_id skips the rest.
+                frames = (r.frame_batches() for r in ordered)
+                entries.append(self.store.write_table(rel, frames, table, schema=FRAMES_SCHEMA))
+            else:
+                entries.append(self.store.write_table(rel, pa.concat_tables(parts[table]), table))
+        for r in ordered:
+            if r.spilled is not None:
+                os.unlink(r.spilled.path)
         for entry in entries:
             self.manifest.files[entry.path] = entry
         for r in ordered:
             assert r.video is not None
             self.manifest.files[r.video.path] = r.video
+            for extra in r.extra_files:
+                self.manifest.files[extra.path] = extra
             self.manifest.recordings[r.stream_id] = RecordingStatus(
                 status="exported",
                 shard=shard,
@@ -603,6 +889,7 @@ class _ShardBuffer:
                 details=_status_details(r),
             )
         self.results = []
+        self._buffered = set()
         self.rows = 0
         self.bytes = 0
         return shard
@@ -673,6 +960,11 @@ def _select(
     client: OdysseyClient, config: ExportConfig, manifest: Manifest
 ) -> tuple[list[RecordingInfo], list[RecordingResult], int]:
     """Recordings to process, recordings skipped up front, and how many were done before."""
+    jobs: tuple[list[RecordingInfo], list[RecordingResult], int] = ([], [], 0)
+    if config.source != "streams":
+        jobs = _select_jobs(client, config, manifest)
+        if config.source == "simulations":
+            return jobs
     done = manifest.exported()
     todo: list[RecordingInfo] = []
     skipped: list[RecordingResult] = []
@@ -688,7 +980,11 @@ def _select(
         infos: Iterable[RecordingInfo] = [
             found.get(sid, RecordingInfo(stream_id=sid, ended_at=datetime.now(UTC)))
             for sid in wanted
+            if sid not in found or config.wants(found[sid])
         ]
+    elif config.has_filters():
+        # The limit counts the recordings that pass the filters, not the ones listed.
+        infos = islice(filter(config.wants, client.list_recordings()), config.limit)
     else:
         infos = client.list_recordings(limit=config.limit)
     for info in infos:
@@ -702,6 +998,70 @@ def _select(
             )
         else:
             todo.append(info)
+    return todo + jobs[0], skipped + jobs[1], already + jobs[2]
+
+
+def _job_skip_reason(job: SimulationJob) -> str:
+    if job.status == "failed":
+        return f"job failed: {job.error_message or 'the API gives no error message'}"
+    if job.status == "cancelled":
+        return "job was cancelled"
+    return f"job is {job.status}; re-run the export once it has completed"
+
+
+def _select_jobs(
+    client: OdysseyClient, config: ExportConfig, manifest: Manifest
+) -> tuple[list[RecordingInfo], list[RecordingResult], int]:
+    """The output streams of completed simulation jobs, and the jobs skipped.
+
+    A job not completed is recorded under ``job:<job_id>`` as skipped with the reason
+    (failed with the reason when ``--job-id`` names a job the API does not know); the
+    key is dropped once the job's outputs are selected.
+    """
+    done = manifest.exported()
+    todo: list[RecordingInfo] = []
+    skipped: list[RecordingResult] = []
+    already = 0
+    if config.job_ids:
+        job_ids: Iterable[str] = dict.fromkeys(config.job_ids)
+    else:
+        listed = client.list_simulation_jobs(status=config.job_status, limit=config.limit)
+        job_ids = []
+        for job in listed:
+            if job.status == "completed":
+                job_ids.append(job.job_id)
+            else:
+                skipped.append(
+                    RecordingResult(f"job:{job.job_id}", "skipped", _job_skip_reason(job))
+                )
+    for job_id in job_ids:
+        key = f"job:{job_id}"
+        try:
+            detail = client.get_simulation_job(job_id)
+        except NotFoundError:
+            reason = f"simulation job {job_id!r}: the API does not know it (HTTP 404); check the id"
+            skipped.append(RecordingResult(key, "failed", reason))
+            continue
+        if detail.job.status != "completed":
+            skipped.append(RecordingResult(key, "skipped", _job_skip_reason(detail.job)))
+            continue
+        manifest.recordings.pop(key, None)  # skipped before, completed since
+        if not detail.streams:
+            skipped.append(RecordingResult(key, "skipped", "job completed without output streams"))
+        for output in detail.streams:
+            info = RecordingInfo(
+                stream_id=output.stream_id,
+                started_at=detail.started_at,
+                ended_at=detail.job.completed_at,
+                duration_seconds=output.recording.duration_seconds,
+                source="simulation",
+                job_id=job_id,
+                script_index=output.script_index,
+            )
+            if info.stream_id in done:
+                already += 1
+            elif not config.has_filters() or config.wants(info):
+                todo.append(info)
     return todo, skipped, already
 
 
@@ -734,8 +1094,9 @@ def export(
             another writer committed while this one ran.
     """
     if config is None:
-        if "stream_ids" in options and options["stream_ids"] is not None:
-            options["stream_ids"] = tuple(options["stream_ids"])
+        for name in ("stream_ids", "job_ids"):
+            if name in options and options[name] is not None:
+                options[name] = tuple(options[name])
         config = ExportConfig(**options)
     elif options:
         raise ConfigError("pass either an ExportConfig or keyword options, not both")
@@ -796,6 +1157,12 @@ def _export_locked(
         timeout_s=config.timeout_s,
     )
     executor = make_executor(config.executor, workers, address=config.ray_address)
+    # Local workers hand heavy materialised frames over as files on this machine.
+    spill = (
+        tempfile.TemporaryDirectory(prefix="odyssey-data-spill-")
+        if config.executor == "local" and config.frame_options().materialised
+        else None
+    )
     try:
         todo, skipped, report.already = _select(client, config, manifest)
         sink.start(len(todo) + len(skipped))
@@ -814,6 +1181,8 @@ def _export_locked(
                 retry=config.retry,
                 timeout_s=config.timeout_s,
                 frame_options=config.frame_options(),
+                with_thumbnails=config.with_thumbnails,
+                spill_dir=spill.name if spill is not None else None,
             )
             for info in todo
         )
@@ -831,6 +1200,8 @@ def _export_locked(
             report.shards += 1
     finally:
         executor.close()
+        if spill is not None:
+            spill.cleanup()
         client.close()
         _close_clients()  # the pool of in-process work (workers=1), never left open
         report.retries += client.api_retries

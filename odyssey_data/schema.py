@@ -56,6 +56,12 @@ RECORDINGS_SCHEMA = pa.schema(
         pa.field("video_duration_s", pa.float64()),
         pa.field("source", pa.string(), nullable=False),
         pa.field("exported_at", _TS, nullable=False),
+        # Simulation outputs: the job and the output's script_index (null for streams).
+        pa.field("job_id", pa.string()),
+        pa.field("script_index", pa.int32()),
+        # --with-thumbnails: the stored thumbnail JPEG and preview MP4 (else null).
+        pa.field("thumbnail_path", pa.string()),
+        pa.field("preview_path", pa.string()),
     ]
 )
 
@@ -67,6 +73,8 @@ EVENTS_SCHEMA = pa.schema(
         pa.field("kind", pa.string(), nullable=False),
         pa.field("prompt", pa.string()),
         pa.field("raw", pa.string(), nullable=False),
+        # "log" (a line of the events log) or "script" (an entry of the job's script).
+        pa.field("origin", pa.string()),
     ]
 )
 
@@ -80,6 +88,9 @@ SEGMENTS_SCHEMA = pa.schema(
         pa.field("first_frame", pa.int32()),
         pa.field("last_frame", pa.int32()),
         pa.field("frame_count", pa.int32(), nullable=False),
+        # Logged prompt time minus the script's, matched by prompt order (simulations
+        # with both a script and an events log; else null).
+        pa.field("prompt_lag_s", pa.float64()),
     ]
 )
 

@@ -396,26 +396,73 @@ class DatasetStore:
             raise StorageError(f"cannot write {rel} under {self.url}: {exc}") from exc
         return FileEntry(rel, kind, None, writer.size, writer.digest.hexdigest())
 
-    def write_table(self, rel: str, table: pa.Table, kind: str) -> FileEntry:
-        """Write ``table`` as one zstd Parquet file at ``rel`` (atomic replace)."""
+    def write_table(
+        self,
+        rel: str,
+        table: pa.Table | Iterable[Iterable[pa.RecordBatch]],
+        kind: str,
+        schema: pa.Schema | None = None,
+    ) -> FileEntry:
+        """Write ``table`` as one zstd Parquet file at ``rel`` (atomic replace).
+
+        ``table`` may also be a sequence of parts (one per recording), each an iterable
+        of record batches read as they are written (memory stays flat). Each part starts
+        a row group of its own, so a reader filtering on one recording skips the others'
+        row groups by their statistics. Parts without rows write an empty file of
+        ``schema``.
+        """
+        parts: Iterable[Iterable[pa.RecordBatch]] = (
+            [table.to_batches()] if isinstance(table, pa.Table) else table
+        )
+        rows = 0
         try:
             with self._writing(rel) as handle:
                 writer = _HashingWriter(handle)
-                pq.write_table(
-                    table,
-                    writer,
-                    compression="zstd",
-                    # Encoded images make rows heavy: small row groups keep random
-                    # access to one frame's image cheap.
-                    row_group_size=IMAGE_ROW_GROUP_ROWS
-                    if "image" in table.schema.names
-                    else ROW_GROUP_ROWS,
-                    use_dictionary=True,
-                    write_statistics=True,
-                )
+                parquet: pq.ParquetWriter | None = None
+                try:
+                    for part in parts:
+                        group: list[pa.RecordBatch] = []
+                        group_rows = 0
+                        for batch in part:
+                            if parquet is None:
+                                parquet = pq.ParquetWriter(
+                                    writer,
+                                    batch.schema,
+                                    compression="zstd",
+                                    use_dictionary=True,
+                                    write_statistics=True,
+                                )
+                            # Encoded images make rows heavy: small row groups keep
+                            # random access to one frame's image cheap.
+                            cap = (
+                                IMAGE_ROW_GROUP_ROWS
+                                if "image" in batch.schema.names
+                                else ROW_GROUP_ROWS
+                            )
+                            while batch.num_rows:
+                                take = batch.slice(0, cap - group_rows)
+                                batch = batch.slice(take.num_rows)
+                                group.append(take)
+                                group_rows += take.num_rows
+                                if group_rows >= cap:
+                                    parquet.write_table(pa.Table.from_batches(group))
+                                    rows += group_rows
+                                    group, group_rows = [], 0
+                        if group_rows and parquet is not None:
+                            parquet.write_table(pa.Table.from_batches(group))
+                            rows += group_rows
+                    if parquet is None:
+                        if isinstance(table, pa.Table):
+                            empty = table
+                        else:
+                            empty = (schema or pa.schema([])).empty_table()
+                        pq.write_table(empty, writer, compression="zstd")
+                finally:
+                    if parquet is not None:
+                        parquet.close()
         except (OSError, pa.ArrowException) as exc:
             raise StorageError(f"cannot write {rel} under {self.url}: {exc}") from exc
-        return FileEntry(rel, kind, table.num_rows, writer.size, writer.digest.hexdigest())
+        return FileEntry(rel, kind, rows, writer.size, writer.digest.hexdigest())
 
     # -- reading ---------------------------------------------------------------------
     def read_bytes(self, rel: str) -> bytes | None:

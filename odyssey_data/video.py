@@ -29,7 +29,14 @@ from av.video.reformatter import Interpolation, VideoReformatter
 
 from odyssey_data.errors import DecodeError
 
-__all__ = ["FrameTiming", "decode_frames", "encode_video", "probe_frames", "read_frames"]
+__all__ = [
+    "FrameTiming",
+    "decode_frames",
+    "encode_jpeg",
+    "encode_video",
+    "probe_frames",
+    "read_frames",
+]
 
 log = logging.getLogger(__name__)
 
@@ -457,3 +464,19 @@ def iter_decoded(
                     yield int(frame.pts), frame.to_ndarray(format="rgb24")
     except av.error.FFmpegError as exc:
         raise DecodeError(f"{what}: decoding failed ({exc})") from exc
+
+
+def encode_jpeg(rgb: npt.NDArray[np.uint8]) -> bytes:
+    """Encode one RGB frame (height x width x 3, even sizes) as a JPEG with FFmpeg's mjpeg.
+
+    Used for the demo server's thumbnails: no Pillow needed.
+    """
+    height, width = int(rgb.shape[0]), int(rgb.shape[1])
+    codec: Any = av.CodecContext.create("mjpeg", "w")
+    codec.width, codec.height = width, height
+    codec.pix_fmt = "yuvj420p"
+    codec.time_base = Fraction(1, 25)
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuvj420p")
+    frame.pts = 0
+    packets = [*codec.encode(frame), *codec.encode(None)]
+    return b"".join(bytes(packet) for packet in packets)

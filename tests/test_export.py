@@ -322,4 +322,7 @@ def test_demo_command(tmp_path: Path, capsys) -> None:
     text = capsys.readouterr().out
     assert "open_dataset" in text
     ds = open_dataset(str(out))
-    assert ds.summary()["recordings"] == 2
+    # The demo exports both sources (--source all): 2 streams plus the jobs' outputs.
+    sources = ds.recordings.collect()["source"].to_list()
+    assert sources.count("stream") == 2
+    assert sources.count("simulation") > 0

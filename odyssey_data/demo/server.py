@@ -8,7 +8,11 @@ thread):
 * ``GET /stream-recordings?limit=&offset=`` → pages, most recent first, ``limit`` capped
   at ``page_cap`` so clients must page by what they actually got;
 * ``GET /recordings/{stream_id}`` → presigned-looking blob URLs (404 unknown id);
-* ``GET|HEAD /blobs/{stream_id}/video.mp4|events.jsonl?X-Amz-...`` → the bytes, with
+* ``GET /simulation-jobs?status=&active=&limit=&offset=`` → pages of simulation jobs
+  (``limit`` capped at ``page_cap`` too) and ``GET /simulation-jobs/{job_id}`` → the job
+  with its script and, once completed, its output streams' blob URLs (404 unknown id);
+* ``GET|HEAD /blobs/{stream_id}/video.mp4|events.jsonl|thumbnail.jpg|preview.mp4?X-Amz-...``
+  → the bytes, with
   ``Content-Length``, ``Accept-Ranges`` and single ``Range`` requests (206/416). The
   signature (HMAC-SHA256 with a per-server secret) and the expiry are checked: 403 S3-style
   XML ``AccessDenied``, ``Request has expired`` once ``url_ttl_s`` has passed.
@@ -44,7 +48,12 @@ from types import TracebackType
 from typing import Any, NamedTuple, cast
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
-from odyssey_data.demo.synth import DemoCatalog, DemoRecording, make_demo_catalog
+from odyssey_data.demo.synth import (
+    DemoCatalog,
+    DemoRecording,
+    DemoSimulationJob,
+    make_demo_catalog,
+)
 
 __all__ = [
     "DEMO_API_KEY",
@@ -61,10 +70,17 @@ log = logging.getLogger(__name__)
 #: The API key the demo server accepts by default (Odyssey format: ``ody_...``).
 DEMO_API_KEY = "ody_demo_4f2a9c7e1b8d6053a1c4e9f7b2d80c63"
 
-_BLOBS: dict[str, str] = {"video.mp4": "video/mp4", "events.jsonl": "application/x-ndjson"}
+_BLOBS: dict[str, str] = {
+    "video.mp4": "video/mp4",
+    "events.jsonl": "application/x-ndjson",
+    "thumbnail.jpg": "image/jpeg",
+    "preview.mp4": "video/mp4",
+}
 _CREDENTIAL_ID = "ODYSSEYDEMOAKIA0000"
 _MAX_BODY = 1 << 20
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+#: Bytes written at a time by a throttled blob response.
+_THROTTLE_CHUNK = 64 << 10
 
 
 def _iso_z(moment: datetime) -> str:
@@ -236,6 +252,7 @@ class _Handler(BaseHTTPRequestHandler):
         content_type: str = "application/json",
         headers: dict[str, str] | None = None,
         content_length: int | None = None,
+        throttle: bool = False,
     ) -> None:
         method = self.command
         path = self._path()
@@ -263,7 +280,10 @@ class _Handler(BaseHTTPRequestHandler):
                 body = b"%x\r\n%s\r\n" % (len(body), body)
             self.close_connection = True
         try:
-            self.wfile.write(body)
+            if throttle and self.demo.throttle_bytes_per_s:
+                self.demo._throttled_write(self.wfile, body)
+            else:
+                self.wfile.write(body)
             if fault is not None and fault.stall_s > 0:
                 self.wfile.flush()
                 time.sleep(fault.stall_s)
@@ -365,6 +385,16 @@ class _Handler(BaseHTTPRequestHandler):
                 self._detail(405, "Method Not Allowed")
             elif self._authorized():
                 self._list()
+        elif path == "/simulation-jobs":
+            if method != "GET":
+                self._detail(405, "Method Not Allowed")
+            elif self._authorized():
+                self._list_jobs()
+        elif len(parts) == 3 and parts[1] == "simulation-jobs" and parts[2]:
+            if method != "GET":
+                self._detail(405, "Method Not Allowed")
+            elif self._authorized():
+                self._job(unquote(parts[2]))
         elif len(parts) == 3 and parts[1] == "recordings" and parts[2]:
             if method != "GET":
                 self._detail(405, "Method Not Allowed")
@@ -463,10 +493,77 @@ class _Handler(BaseHTTPRequestHandler):
             },
         )
 
+    def _list_jobs(self) -> None:
+        query = parse_qs(urlsplit(self.path).query, keep_blank_values=True)
+        limit = self._query_int(query, "limit", 50, 1)
+        if limit is None:
+            return
+        offset = self._query_int(query, "offset", 0, 0)
+        if offset is None:
+            return
+        jobs = self.demo.catalog.jobs_snapshot()
+        status = (query.get("status") or [""])[-1]
+        if status:
+            jobs = [job for job in jobs if job.status == status]
+        active = (query.get("active") or [""])[-1].lower()
+        if active in ("true", "1", "false", "0"):
+            jobs = [job for job in jobs if job.is_active == (active in ("true", "1"))]
+        used = min(limit, self.demo.page_cap)
+        page = jobs[offset : offset + used]
+        self._json(
+            200,
+            {
+                "jobs": [_job_info(job) for job in page],
+                "total": len(jobs),
+                "limit": used,
+                "offset": offset,
+            },
+        )
+
+    def _job(self, job_id: str) -> None:
+        job = self.demo.catalog.job(job_id)
+        if job is None:
+            self._detail(404, "Simulation job not found")
+            return
+        detail = _job_info(job)
+        detail.update(
+            {
+                "dispatched_at": None if job.status == "pending" else _iso_z(job.created_at),
+                "started_at": None if job.status == "pending" else _iso_z(job.created_at),
+                "assigned_region": None if job.status == "pending" else "demo-local-1",
+                "retry_count": 0,
+                "estimated_wait_minutes": 3.0 if job.status == "pending" else None,
+                "streams": [
+                    {**self._artifacts(out), "script_index": out.script_index}
+                    for out in (job.outputs if job.status == "completed" else ())
+                ],
+            }
+        )
+        if job.script_in_detail:
+            detail["script"] = job.script_json()
+        self._json(200, detail)
+
+    def _artifacts(self, rec: DemoRecording) -> dict[str, object]:
+        """The ``Recording`` fields of a simulation output: all four blobs signed."""
+        sign = self.demo.presign
+        sid = rec.stream_id
+        return {
+            "stream_id": sid,
+            "video_url": sign(sid, "video.mp4"),
+            "events_url": sign(sid, "events.jsonl"),
+            "thumbnail_url": sign(sid, "thumbnail.jpg"),
+            "preview_url": sign(sid, "preview.mp4"),
+            "frame_count": rec.frame_count,
+            "duration_seconds": rec.duration_seconds,
+        }
+
     def _recording(self, stream_id: str) -> None:
         rec = self.demo.catalog.get(stream_id)
         if rec is None:
             self._detail(404, "Recording not found")
+            return
+        if rec.job_id is not None:  # a simulation output: served here too
+            self._json(200, self._artifacts(rec))
             return
         video = None if rec.is_active else self.demo.presign(rec.stream_id, "video.mp4")
         events = None if rec.is_active else self.demo.presign(rec.stream_id, "events.jsonl")
@@ -495,7 +592,12 @@ class _Handler(BaseHTTPRequestHandler):
         rec = self.demo.catalog.get(stream_id)
         data: bytes | None = None
         if rec is not None and name in _BLOBS:
-            data = rec.video_bytes() if name == "video.mp4" else rec.events_bytes()
+            if name in ("video.mp4", "preview.mp4"):
+                data = rec.video_bytes()
+            elif name == "thumbnail.jpg":
+                data = rec.thumbnail_bytes()
+            else:
+                data = rec.events_bytes()
         if data is None:
             self._s3_error(404, "NoSuchKey", "The specified key does not exist.")
             return
@@ -505,7 +607,7 @@ class _Handler(BaseHTTPRequestHandler):
         match = _RANGE.match(spec.strip()) if spec else None
         if match is None or match.group(1) == match.group(2) == "":
             # No Range, or one we do not support (several ranges): the whole object.
-            self._send(200, data, content_type=_BLOBS[name], headers=headers)
+            self._send(200, data, content_type=_BLOBS[name], headers=headers, throttle=True)
             return
         first_s, last_s = match.groups()
         if first_s:
@@ -528,7 +630,20 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-        self._send(206, data[first : last + 1], content_type=_BLOBS[name], headers=headers)
+        self._send(
+            206, data[first : last + 1], content_type=_BLOBS[name], headers=headers, throttle=True
+        )
+
+
+def _job_info(job: DemoSimulationJob) -> dict[str, object]:
+    return {
+        "job_id": job.job_id,
+        "status": job.status,
+        "priority": job.priority,
+        "created_at": _iso_z(job.created_at),
+        "completed_at": _iso_z(job.created_at) if job.status == "completed" else None,
+        "error_message": job.error_message,
+    }
 
 
 def _recording_info(rec: DemoRecording) -> dict[str, object]:
@@ -559,6 +674,8 @@ class DemoServer:
         page_cap: the most recordings one list page returns, whatever ``limit`` asks.
         url_ttl_s: lifetime of presigned blob URLs, in seconds (fractions allowed).
         token_ttl_s: lifetime of bearer tokens (``expires_in``), in seconds.
+        throttle_bytes_per_s: cap the blob bytes sent per second, all connections
+            together (a slow link); ``None`` sends as fast as the socket takes them.
 
     Attributes:
         catalog: the served recordings; add to it while running with ``catalog.add``.
@@ -566,6 +683,7 @@ class DemoServer:
         page_cap: see Args; may be changed while running.
         url_ttl_s: see Args; applies to URLs issued after a change.
         token_ttl_s: see Args; applies to tokens issued after a change.
+        throttle_bytes_per_s: see Args; may be changed while running.
         request_log: ``(method, path, status)`` of every request, query strings left out.
         clock: returns the current time in epoch seconds; replace it to move time forward
             (``srv.clock = lambda: time.time() + 7200`` expires every URL and token).
@@ -581,9 +699,12 @@ class DemoServer:
         page_cap: int = 4,
         url_ttl_s: float = 3600.0,
         token_ttl_s: int = 3600,
+        throttle_bytes_per_s: float | None = None,
     ) -> None:
         if page_cap < 1:
             raise ValueError("page_cap must be at least 1")
+        if throttle_bytes_per_s is not None and not throttle_bytes_per_s > 0:
+            raise ValueError("throttle_bytes_per_s must be positive")
         self.catalog = catalog if catalog is not None else make_demo_catalog()
         self.host = host
         self.port = port
@@ -591,6 +712,8 @@ class DemoServer:
         self.page_cap = page_cap
         self.url_ttl_s = url_ttl_s
         self.token_ttl_s = token_ttl_s
+        self.throttle_bytes_per_s = throttle_bytes_per_s
+        self._link_free_at = 0.0  # when the throttled link is free again (monotonic)
         self.request_log = RequestLog()
         self.clock: Callable[[], float] = time.time
         self._secret = secrets.token_bytes(32)
@@ -599,6 +722,24 @@ class DemoServer:
         self._lock = threading.Lock()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+
+    def _throttled_write(self, wfile: Any, body: bytes) -> None:
+        """Write ``body`` in chunks, no faster than ``throttle_bytes_per_s`` overall.
+
+        Each chunk books the next free slot of one shared link (all connections share
+        the bandwidth), then waits for it: two parallel downloads each get half.
+        """
+        view = memoryview(body)
+        for start in range(0, len(view), _THROTTLE_CHUNK):
+            chunk = view[start : start + _THROTTLE_CHUNK]
+            rate = self.throttle_bytes_per_s
+            if rate:
+                with self._lock:
+                    now = time.monotonic()
+                    self._link_free_at = max(now, self._link_free_at) + len(chunk) / rate
+                    wait = self._link_free_at - now
+                time.sleep(wait)
+            wfile.write(chunk)
 
     # --- lifecycle --------------------------------------------------------------------
 

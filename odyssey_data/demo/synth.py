@@ -14,6 +14,12 @@ real recordings:
 * the events log comes in one of the three shapes of the API contract
   (flat ms, wall-clock ISO times with a payload, simulation-script style).
 
+A catalog also holds simulation jobs (:class:`DemoSimulationJob`): completed ones whose
+output streams are rendered from the job's script while their events logs record each
+interaction late by known offsets (:data:`SIM_LOG_LAGS_MS`), and pending, processing and
+failed ones without outputs. Job outputs are served by ``/simulation-jobs/{job_id}`` and
+``/recordings/{stream_id}`` but are never listed by ``/stream-recordings``.
+
 Frames are produced by a generator, so long or full-size recordings (1280x704) are
 encoded without holding their raw frames in memory.
 """
@@ -35,16 +41,19 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from odyssey_data.video import encode_video
+from odyssey_data.video import encode_jpeg, encode_video
 
 __all__ = [
     "DEMO_EPOCH",
     "LANDSCAPE_SIZE",
     "PORTRAIT_SIZE",
+    "SIM_LOG_LAGS_MS",
     "TIME_BASE",
     "DemoCatalog",
     "DemoRecording",
+    "DemoSimulationJob",
     "make_demo_catalog",
+    "make_demo_jobs",
     "make_demo_recording",
     "prompt_colour",
 ]
@@ -60,6 +69,9 @@ PORTRAIT_SIZE = (176, 320)
 DEMO_EPOCH = datetime(2026, 11, 20, 10, 0, 0, tzinfo=UTC)
 
 _ACK_DELAY_MS = 150
+
+#: Picture content of demo videos: flat colours, or grain that defeats motion search.
+CONTENTS = ("flat", "noise")
 
 _SCENES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
@@ -105,6 +117,28 @@ def prompt_colour(prompt: str) -> tuple[int, int, int]:
     return r, g, b
 
 
+class _Grain:
+    """Seeded noise over a frame, different every frame, cheap to make.
+
+    One noise tile a little larger than the frame is drawn once; each frame adds a window
+    of it at a random offset (values 0..39 on colours of 40..215: no overflow). Windows
+    jump by more than x264's motion search range, so every frame costs bits like real
+    footage, yet making one costs a slice and an add, not a new random draw.
+    """
+
+    _PAD = 96
+
+    def __init__(self, width: int, height: int, seed: int) -> None:
+        self._rng = np.random.default_rng([seed, 2])
+        pad = self._PAD
+        self._tile = self._rng.integers(0, 40, size=(height + pad, width + pad, 3), dtype=np.uint8)
+        self._width, self._height = width, height
+
+    def add_to(self, frame: npt.NDArray[np.uint8]) -> None:
+        dy, dx = (int(v) for v in self._rng.integers(0, self._PAD, size=2))
+        frame += self._tile[dy : dy + self._height, dx : dx + self._width]
+
+
 @dataclass(frozen=True)
 class DemoRecording:
     """One synthetic recording.
@@ -126,10 +160,17 @@ class DemoRecording:
         start_pts: pts of the first frame (in 1/90000 s, a multiple of 90: MP4 keeps the
             start offset in whole milliseconds); real recordings may start above 0.
         bitrate: H.264 target bits per second, or ``None`` for x264's quality default.
+        content: ``"flat"`` (flat colours: tiny, fast-to-encode videos) or ``"noise"``
+            (seeded grain that changes every frame over the same picture, so x264 at a
+            target bitrate of a few Mb/s spends it as on real footage).
         video_override: bytes served as the video instead of the generated one (tests of
             bad input: empty, not a video, truncated…); the API still announces the
             generated video's ``frame_count``.
         events_override: bytes served as the events log instead of the generated one.
+        log_lag_ms: per interaction, ms by which the events log records it late (the
+            video changes at the ``prompts`` times; simulation outputs).
+        job_id: the simulation job whose output this is (``None`` for a stream).
+        script_index: the output's ``script_index`` in its job.
     """
 
     stream_id: str
@@ -144,8 +185,12 @@ class DemoRecording:
     seed: int
     start_pts: int = 0
     bitrate: int | None = None
+    content: str = "flat"
     video_override: bytes | None = field(default=None, repr=False)
     events_override: bytes | None = field(default=None, repr=False)
+    log_lag_ms: tuple[int, ...] = ()
+    job_id: str | None = None
+    script_index: int | None = None
     _lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
     )
@@ -168,6 +213,8 @@ class DemoRecording:
             raise ValueError("start_pts must be a non-negative multiple of 90 (whole ms)")
         if self.started_at.tzinfo is None:
             raise ValueError("started_at must be timezone-aware")
+        if self.content not in CONTENTS:
+            raise ValueError(f"content must be one of {', '.join(CONTENTS)}, not {self.content!r}")
 
     @property
     def is_active(self) -> bool:
@@ -224,12 +271,15 @@ class DemoRecording:
         phase_x = rng.uniform(0, self.width)
         phase_y = rng.uniform(0, self.height)
         colours: dict[str, tuple[int, int, int]] = {}
+        grain = _Grain(self.width, self.height, self.seed) if self.content == "noise" else None
         for pts in self.frame_pts():
             t = float(pts - self.start_pts) / 90000.0
             prompt = self._prompt_at(t * 1000.0)
             colour = colours.setdefault(prompt, prompt_colour(prompt))
             frame = np.empty((self.height, self.width, 3), dtype=np.uint8)
             frame[:] = colour
+            if grain is not None:
+                grain.add_to(frame)
             # The box bounces across the frame (a triangle wave in x and y).
             span_x = max(1, self.width - box_w)
             span_y = max(1, self.height - box_h)
@@ -284,6 +334,10 @@ class DemoRecording:
         interacts = self.prompts[1:]
         end_ms = self.duration_ms
         lines: list[dict[str, object]] = []
+        lags = self.log_lag_ms + (0,) * len(interacts)
+        interacts = tuple(
+            (time_ms + lag, prompt) for (time_ms, prompt), lag in zip(interacts, lags, strict=False)
+        )
         if self.events_shape == 1:
             lines.append({"type": "stream_started", "timestamp_ms": 0, "prompt": start_prompt})
             for time_ms, prompt in interacts:
@@ -316,6 +370,18 @@ class DemoRecording:
             lines.append({"timestamp_ms": end_ms, "end": {}})
         return lines
 
+    def thumbnail_bytes(self) -> bytes | None:
+        """A JPEG of the first frame (the API's thumbnail), or ``None`` while active."""
+        if self.is_active:
+            return None
+        with self._lock:
+            cached = self._cache.get("thumbnail")
+            if cached is None:
+                rgb, _ = next(self.iter_frames())
+                cached = encode_jpeg(rgb)
+                self._cache["thumbnail"] = cached
+            return cached
+
     def events_bytes(self) -> bytes | None:
         """The events log as JSONL (UTF-8, one object per line), or ``None`` while active."""
         if self.is_active:
@@ -345,6 +411,7 @@ def make_demo_recording(
     active: bool = False,
     start_pts: int | None = None,
     bitrate: int | None = None,
+    content: str = "flat",
 ) -> DemoRecording:
     """Make one recording whose id, prompts and interaction times derive from ``seed``.
 
@@ -359,6 +426,7 @@ def make_demo_recording(
         active: still streaming: no ``ended_at``, no video, no events log.
         start_pts: pts of the first frame; ``None`` picks 0 or a non-zero value from the seed.
         bitrate: H.264 target bits per second, or ``None``.
+        content: ``"flat"`` or ``"noise"`` (see :class:`DemoRecording`).
 
     Returns:
         The recording (nothing is encoded yet).
@@ -398,6 +466,7 @@ def make_demo_recording(
         seed=seed,
         start_pts=start_pts,
         bitrate=bitrate,
+        content=content,
     )
 
 
@@ -413,12 +482,14 @@ class DemoCatalog:
     """
 
     recordings: list[DemoRecording] = field(default_factory=list)
+    jobs: list[DemoSimulationJob] = field(default_factory=list)
     _lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
     )
 
     def __post_init__(self) -> None:
         ids = [rec.stream_id for rec in self.recordings]
+        ids += [out.stream_id for job in self.jobs for out in job.outputs]
         if len(set(ids)) != len(ids):
             raise ValueError("two recordings share a stream_id")
         self.recordings.sort(key=lambda rec: rec.started_at, reverse=True)
@@ -438,7 +509,21 @@ class DemoCatalog:
             for rec in self.recordings:
                 if rec.stream_id == stream_id:
                     return rec
+            for job in self.jobs:
+                for out in job.outputs:
+                    if out.stream_id == stream_id:
+                        return out
         return None
+
+    def jobs_snapshot(self) -> list[DemoSimulationJob]:
+        """A copy of the simulation jobs, most recent first."""
+        with self._lock:
+            return sorted(self.jobs, key=lambda job: job.created_at, reverse=True)
+
+    def job(self, job_id: str) -> DemoSimulationJob | None:
+        """The simulation job with this id, or ``None``."""
+        with self._lock:
+            return next((job for job in self.jobs if job.job_id == job_id), None)
 
     def add(self, recording: DemoRecording) -> None:
         """Add a recording, keeping the most-recent-first order.
@@ -463,7 +548,9 @@ def make_demo_catalog(
     fps: float = 30.0,
     active: int = 1,
     bitrate: int | None = None,
+    content: str = "flat",
     now: datetime = DEMO_EPOCH,
+    simulations: bool = True,
 ) -> DemoCatalog:
     """Make a deterministic catalog of ``n`` finished and ``active`` still-active recordings.
 
@@ -480,7 +567,10 @@ def make_demo_catalog(
         fps: nominal frame rate.
         active: number of still-active recordings (no video yet).
         bitrate: H.264 target bits per second, or ``None``.
+        content: ``"flat"`` or ``"noise"`` (see :class:`DemoRecording`).
         now: the start time of the most recent recording.
+        simulations: add the demo simulation jobs (see :func:`make_demo_jobs`); they
+            never appear in the recordings list.
 
     Returns:
         The catalog, most recent first.
@@ -513,8 +603,127 @@ def make_demo_catalog(
                 # Two in four recordings start at a non-zero pts (not tied to orientation).
                 start_pts=0 if is_active or (index // 2) % 2 == 0 else 90 * (150 + 37 * index),
                 bitrate=bitrate,
+                content=content,
             )
         )
         # The next (older) recording started 20 to 90 minutes earlier, on a whole second.
         moment -= timedelta(seconds=rng.randrange(20 * 60, 90 * 60))
-    return DemoCatalog(recordings)
+    jobs = make_demo_jobs(seed=seed, seconds=seconds, fps=fps, now=now) if simulations else []
+    return DemoCatalog(recordings, jobs)
+
+
+#: Per completed demo job (with a script) and output: the ms by which its events log
+#: records each interaction after the script's time.
+SIM_LOG_LAGS_MS: tuple[tuple[int, ...], ...] = ((120, 250), (90, 310), (40, 60))
+
+
+@dataclass(frozen=True)
+class DemoSimulationJob:
+    """A simulation job of the demo server.
+
+    Attributes:
+        job_id: the job's id.
+        status: ``pending``, ``dispatched``, ``processing``, ``completed``, ``failed`` or
+            ``cancelled``.
+        created_at: when it was submitted (aware).
+        script: ``(time_ms, kind, prompt)`` entries: ``start`` at 0, interactions, ``end``
+            at the video's length.
+        outputs: the output streams (completed jobs only).
+        script_in_detail: whether ``GET /simulation-jobs/{job_id}`` returns the script.
+        error_message: why a failed job failed.
+        priority: the job's priority.
+    """
+
+    job_id: str
+    status: str
+    created_at: datetime
+    script: tuple[tuple[int, str, str | None], ...]
+    outputs: tuple[DemoRecording, ...] = ()
+    script_in_detail: bool = True
+    error_message: str | None = None
+    priority: int = 0
+
+    @property
+    def is_active(self) -> bool:
+        """True while the job may still produce outputs."""
+        return self.status in ("pending", "dispatched", "processing")
+
+    def script_json(self) -> list[dict[str, object]]:
+        """The script as the API's ``script`` list."""
+        entries: list[dict[str, object]] = []
+        for time_ms, kind, prompt in self.script:
+            payload: dict[str, object] = {} if prompt is None else {"prompt": prompt}
+            entries.append({"timestamp_ms": time_ms, kind: payload})
+        return entries
+
+
+def make_demo_jobs(
+    *, seed: int = 0, seconds: float = 3.5, fps: float = 30.0, now: datetime = DEMO_EPOCH
+) -> list[DemoSimulationJob]:
+    """The demo's simulation jobs, deterministic from ``seed``.
+
+    Two completed jobs with a script in their detail (the first with two output streams,
+    script_index 0 and 1), whose events logs (flat shape) record the interactions late by
+    :data:`SIM_LOG_LAGS_MS`; one completed job without the script in its detail whose
+    events log is the script (shape 3); one pending, one processing, one failed.
+    """
+    rng = random.Random(f"simulations-{seed}")
+    total_ms = round(seconds * 1000)
+    # Interactions at 30 % and 60 % of the video, on whole 10 ms.
+    times = (round(total_ms * 0.3, -1), round(total_ms * 0.6, -1))
+    jobs: list[DemoSimulationJob] = []
+    moment = now.astimezone(UTC) - timedelta(minutes=5)
+    plan: tuple[tuple[str, int, bool], ...] = (
+        ("completed", 2, True),
+        ("completed", 1, True),
+        ("completed", 1, False),
+        ("pending", 0, True),
+        ("processing", 0, True),
+        ("failed", 0, True),
+    )
+    lag_sets = iter(SIM_LOG_LAGS_MS)
+    for number, (status, outputs, in_detail) in enumerate(plan):
+        job_id = f"sim-{uuid.UUID(int=rng.getrandbits(128), version=4)}"
+        scene, actions = _SCENES[rng.randrange(len(_SCENES))]
+        picked = rng.sample(actions, k=2)
+        script: tuple[tuple[int, str, str | None], ...] = (
+            (0, "start", scene),
+            (int(times[0]), "interact", picked[0]),
+            (int(times[1]), "interact", picked[1]),
+            (total_ms, "end", None),
+        )
+        made: list[DemoRecording] = []
+        for index in range(outputs):
+            lags = next(lag_sets, (40, 60)) if in_detail else ()
+            started = moment + timedelta(seconds=10 * index)
+            made.append(
+                DemoRecording(
+                    stream_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    width=LANDSCAPE_SIZE[0],
+                    height=LANDSCAPE_SIZE[1],
+                    started_at=started,
+                    ended_at=started + timedelta(milliseconds=total_ms),
+                    fps=fps,
+                    seconds=seconds,
+                    prompts=tuple((t, p) for t, k, p in script if k != "end" and p is not None),
+                    events_shape=1 if in_detail else 3,
+                    seed=rng.getrandbits(63),
+                    log_lag_ms=lags,
+                    job_id=job_id,
+                    script_index=index,
+                )
+            )
+        jobs.append(
+            DemoSimulationJob(
+                job_id=job_id,
+                status=status,
+                created_at=moment,
+                script=script,
+                outputs=tuple(made),
+                script_in_detail=in_detail,
+                error_message="the renderer ran out of GPU memory" if status == "failed" else None,
+                priority=number % 3,
+            )
+        )
+        moment -= timedelta(minutes=7)
+    return jobs
