@@ -119,15 +119,36 @@ class _Packets:
         self.last_corrupt = bool(packet.is_corrupt)
 
 
-def _demux_timing(container: Any, stream: Any) -> tuple[np.ndarray, np.ndarray, bool, _Packets]:
+def _demux_timing(
+    container: Any, stream: Any, first: list[int | None] | None = None
+) -> tuple[np.ndarray, np.ndarray, bool, _Packets]:
+    """Packets' timing; with ``first``, also decode up to the first frame on the way.
+
+    ``first`` gets the first decoded frame's pts appended (``None`` for a frame without
+    one); it stays empty when that could not be told in passing (a decode error, or the
+    decoder holding the first frame until the end), and the caller decodes separately.
+    """
     pts_list: list[int] = []
     key_list: list[bool] = []
     missing_pts = False
     seen = _Packets()
+    decoding = first is not None
+    if decoding:
+        # One thread: a frame-threaded decoder holds back its first frame for a while.
+        stream.codec_context.thread_count = 1
     for packet in container.demux(stream):
         if packet.size == 0:  # the flush packet at the end
             continue
         seen.see(packet)
+        if decoding:
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                frames, decoding = [], False
+            if frames:
+                assert first is not None
+                first.append(None if frames[0].pts is None else int(frames[0].pts))
+                decoding = False
         if packet.pts is None:
             missing_pts = True
             continue
@@ -232,13 +253,16 @@ def probe_frames(
                 pts, keys, seen = _decode_timing(container, stream)
                 method = "decode"
             else:
-                pts, keys, missing, seen = _demux_timing(container, stream)
+                first_seen: list[int | None] | None = [] if mode == "auto" else None
+                pts, keys, missing, seen = _demux_timing(container, stream, first_seen)
                 method = "demux"
                 if missing and mode == "auto":
                     method = ""
             _check_complete(seen, indexed, what)
         if method == "demux" and mode == "auto" and pts.size:
-            first = _first_decoded_pts(source, what)
+            # The first frame was decoded while demuxing (one pass over the file); only
+            # when that could not tell, the file is opened again to decode it.
+            first = first_seen[0] if first_seen else _first_decoded_pts(source, what)
             if first != int(pts[0]):
                 log.info("%s: first decoded pts %s != demuxed %s; decoding", what, first, pts[0])
                 method = ""

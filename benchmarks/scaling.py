@@ -1,0 +1,96 @@
+"""Issue 7, target 5: frames/s flat from 10 to 200 recordings; a re-run costs < 5 %.
+
+Demo recordings (320x176 / 176x320, ``--seconds`` long; videos cached on disk) are
+exported in this process with ``export(workers=2)``: first 10 of them (the anchor), then
+200 into a fresh dataset, then the 200 again with nothing new. Targets: frames/s of the
+200-recording run within +-20 % of the 10-recording run; the re-run under 5 % of the
+first 200-recording run's wall time.
+
+Run: ``python benchmarks/scaling.py [--small 10] [--large 200] [--seconds 10]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as common
+
+from odyssey_data.demo import DemoServer
+from odyssey_data.pipeline import ExportReport, ProgressSink, RecordingResult, export
+
+
+class _Steady(ProgressSink):
+    """Frames/s after the first result: the per-recording cost, startup left out."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.frames = 0
+
+    def advance(self, result: RecordingResult) -> None:
+        if self.first is None:
+            self.first = time.perf_counter()
+        else:
+            self.frames += result.frame_count
+
+    def finish(self, report: ExportReport) -> None:
+        assert self.first is not None
+        self.rate = self.frames / (time.perf_counter() - self.first)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", type=int, default=10)
+    parser.add_argument("--large", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args(argv)
+    catalog = common.cached_catalog(args.large, seed=7, seconds=args.seconds)
+    rates = {}
+    steady = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="odyssey-bench-") as tmp,
+        DemoServer(catalog, page_cap=100) as server,
+    ):
+        common_options = {"api_url": server.base_url, "api_key": server.api_key, "workers": 2}
+        for n in (args.small, args.large):
+            sink = _Steady()
+            report = export(output=f"{tmp}/ds{n}", limit=n, progress=sink, **common_options)
+            assert report.exported == n, report
+            rates[n] = report.frames_per_s
+            steady[n] = sink.rate
+        first = report.elapsed_s
+        started = time.perf_counter()
+        again = export(output=f"{tmp}/ds{args.large}", **common_options)
+        rerun = time.perf_counter() - started
+        if again.exported or again.already != args.large:
+            raise SystemExit(f"the re-run was not a no-op: {again}")
+    print("target 5: scaling")
+    small, large = rates[args.small], rates[args.large]
+    common.row(f"anchor: export of {args.small} recordings", small, "frames/s", 1.0)
+    common.row(
+        f"export of {args.large} recordings", large, "frames/s", large / small, "0.8..1.2 (target)"
+    )
+    common.row(
+        f"anchor: {args.small} recordings, after the first result",
+        steady[args.small],
+        "frames/s",
+        1.0,
+    )
+    common.row(
+        f"{args.large} recordings, after the first result",
+        steady[args.large],
+        "frames/s",
+        steady[args.large] / steady[args.small],
+        "(startup left out)",
+    )
+    common.row(f"anchor: first export of {args.large} recordings", first, "s", 1.0)
+    common.row("re-run with nothing new", rerun, "s", rerun / first, "< 0.05 (target)")
+
+
+if __name__ == "__main__":
+    main()
