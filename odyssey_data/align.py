@@ -39,6 +39,7 @@ __all__ = [
     "build_segments",
     "prompt_lags",
     "prompt_timeline",
+    "resample_positions",
 ]
 
 #: Event kinds whose prompt conditions the video.
@@ -262,3 +263,35 @@ def prompt_lags(script: PromptTimeline, logged: PromptTimeline) -> npt.NDArray[n
     common = min(len(script), len(logged))
     lags[:common] = logged.times_s[:common] - script.times_s[:common]
     return lags
+
+
+def resample_positions(
+    timestamps_s: npt.NDArray[np.float64], fps: float, *, unique: bool = False
+) -> npt.NDArray[np.int64]:
+    """Positions of the frames nearest to each tick ``k / fps`` of a fixed-rate clock.
+
+    Ticks run from the first frame (time 0) to the last. Where the video is slower than
+    ``fps`` one frame serves several ticks (a fixed-rate clip keeps its timing); with
+    ``unique=True`` each frame is kept once (an export that thins frames out).
+
+    Args:
+        timestamps_s: sorted frame times, seconds since the first frame.
+        fps: ticks per second (> 0).
+        unique: drop repeated positions.
+    """
+    if not fps > 0:
+        raise ConfigError(f"fps must be positive, not {fps}")
+    n = timestamps_s.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    start = float(timestamps_s[0])
+    count = int(np.floor((float(timestamps_s[-1]) - start) * fps + 1e-9)) + 1
+    ticks = start + np.arange(count, dtype=np.float64) / fps
+    right = np.clip(np.searchsorted(timestamps_s, ticks), 0, n - 1)
+    left = np.clip(right - 1, 0, n - 1)
+    # Nearest neighbour; a tie goes to the earlier frame (the one on screen at the tick).
+    pick_left = np.abs(ticks - timestamps_s[left]) <= np.abs(timestamps_s[right] - ticks)
+    positions = np.where(pick_left, left, right).astype(np.int64)
+    if unique:
+        positions = np.unique(positions)
+    return positions

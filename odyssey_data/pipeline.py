@@ -35,9 +35,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from odyssey_data.align import align_frames, build_segments, prompt_lags, prompt_timeline
+from odyssey_data.align import (
+    align_frames,
+    build_segments,
+    prompt_lags,
+    prompt_timeline,
+    resample_positions,
+)
 from odyssey_data.api import DownloadStats, OdysseyClient, RetryPolicy
-from odyssey_data.clips import resample_positions
 from odyssey_data.errors import (
     ConfigError,
     DecodeError,

@@ -31,12 +31,14 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import fsspec
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as pads
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractBufferedFile
 
@@ -561,6 +563,10 @@ class DatasetStore:
 
     def dataset(self, rels: list[str], schema: pa.Schema | None = None) -> pads.Dataset:
         """A pyarrow dataset over the Parquet files ``rels`` (for lazy scans)."""
+        # Imported here: pyarrow.dataset pulls in pandas (~0.25 s), which the export's
+        # worker processes never need.
+        import pyarrow.dataset as pads
+
         paths = [self.path(rel) for rel in rels]
         if self.is_local:
             return pads.dataset(paths, format="parquet", schema=schema)

@@ -42,10 +42,22 @@ def test_heavy_libraries_are_imported_by_one_module_each() -> None:
 
 
 def test_all_is_complete_and_sorted() -> None:
+    for name in odyssey_data.__all__:
+        getattr(odyssey_data, name)  # every lazy name resolves
     public = {name for name in vars(odyssey_data) if not name.startswith("_")}
     modules = {name for name in public if type(getattr(odyssey_data, name)).__name__ == "module"}
     assert set(odyssey_data.__all__) == (public - modules) | {"__version__"}
     assert list(odyssey_data.__all__) == sorted(odyssey_data.__all__)
+
+
+def test_workers_do_not_import_the_reader_stack() -> None:
+    """The export's worker processes import the pipeline; polars and pandas stay out."""
+    code = (
+        "import sys, odyssey_data.pipeline; "
+        "print(sorted(m for m in ('polars', 'pandas', 'pyarrow.dataset') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_version_matches_installed_metadata() -> None:
