@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--only", type=int, choices=sorted(BENCHMARKS), action="append")
     args = parser.parse_args()
     failed = []
-    # The scripts import this checkout (load_frames.py has no path set-up of its own).
+    # The scripts import this checkout (each also sets this up itself, via _common).
     root = str(HERE.parent)
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     for number in args.only or sorted(BENCHMARKS):
