@@ -13,6 +13,7 @@ expired presigned URL (fresh URLs are asked for, and the download goes on).
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import json
 import logging
 import os
@@ -20,9 +21,9 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -56,6 +57,8 @@ __all__ = [
     "RetryPolicy",
     "resolve_credentials",
 ]
+
+_Item = TypeVar("_Item")
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +134,17 @@ class RetryPolicy:
 
 @dataclass(slots=True)
 class DownloadStats:
-    """What one download took: bytes written, attempts made, URL refreshes."""
+    """What one download took: bytes written, attempts made, URL refreshes.
+
+    ``sha256`` is the hex SHA-256 of the bytes in ``dest`` once the download succeeded,
+    hashed as the chunks arrived (re-read from ``dest`` only when a resumed download
+    could not continue the running hash).
+    """
 
     bytes: int = 0
     attempts: int = 0
     refreshes: int = 0
+    sha256: str | None = None
 
 
 @dataclass(slots=True)
@@ -438,17 +447,31 @@ class OdysseyClient:
         Raises:
             ApiError: the listing failed (the page is named in the message).
         """
+
+        def fetch(limit: int, offset: int) -> tuple[Sequence[RecordingInfo], int]:
+            page = self.list_page(limit, offset)
+            return page.recordings, page.total
+
+        yield from self._paginate(fetch, lambda info: info.stream_id, limit)
+
+    def _paginate(
+        self,
+        fetch: Callable[[int, int], tuple[Sequence[_Item], int]],
+        key: Callable[[_Item], str],
+        limit: int | None,
+    ) -> Iterator[_Item]:
+        """Drive :class:`OffsetPaginator` over ``fetch(limit, offset) -> (items, total)``."""
         pager = OffsetPaginator(page_size=self.page_size, max_items=limit)
         seen: set[str] = set()
         while not pager.done:
             params = pager.next_params()
-            page = self.list_page(params["limit"], params["offset"])
-            pager.advance(len(page.recordings), page.total)
-            for info in page.recordings:
-                # New recordings arriving mid-listing shift offsets: never yield twice.
-                if info.stream_id not in seen:
-                    seen.add(info.stream_id)
-                    yield info
+            items, total = fetch(params["limit"], params["offset"])
+            pager.advance(len(items), total)
+            for item in items:
+                # New items arriving mid-listing shift offsets: never yield one twice.
+                if key(item) not in seen:
+                    seen.add(key(item))
+                    yield item
 
     def get_recording(self, stream_id: str) -> Recording:
         """``GET /recordings/{stream_id}``: fresh presigned URLs for one recording.
@@ -487,18 +510,12 @@ class OdysseyClient:
         Raises:
             ApiError: the listing failed (the page is named in the message).
         """
-        pager = OffsetPaginator(page_size=self.page_size, max_items=limit)
-        seen: set[str] = set()
-        while not pager.done:
-            params = pager.next_params()
-            page = self.list_jobs_page(
-                params["limit"], params["offset"], status=status, active=active
-            )
-            pager.advance(len(page.jobs), page.total)
-            for job in page.jobs:
-                if job.job_id not in seen:
-                    seen.add(job.job_id)
-                    yield job
+
+        def fetch(limit: int, offset: int) -> tuple[Sequence[SimulationJob], int]:
+            page = self.list_jobs_page(limit, offset, status=status, active=active)
+            return page.jobs, page.total
+
+        yield from self._paginate(fetch, lambda job: job.job_id, limit)
 
     def get_simulation_job(self, job_id: str) -> SimulationJobDetail:
         """``GET /simulation-jobs/{job_id}``: the job, its output streams' fresh URLs and
@@ -543,7 +560,15 @@ class OdysseyClient:
                 the URL without its query string.
         """
         stats = stats if stats is not None else DownloadStats()
-        state: dict[str, Any] = {"url": url, "resumable": False}
+        stats.sha256 = None
+        # The running hash covers dest's first ``hashed`` bytes; reset on every restart
+        # from byte 0, continued on a resume that starts exactly where it stopped.
+        state: dict[str, Any] = {
+            "url": url,
+            "resumable": False,
+            "hash": hashlib.sha256(),
+            "hashed": 0,
+        }
         dest.seek(0)
         dest.truncate()
         try:
@@ -552,6 +577,7 @@ class OdysseyClient:
                     stats.attempts += 1
                     self._download_once(state, dest, what, refresh_url, stats)
                     stats.bytes = dest.tell()
+                    stats.sha256 = _final_digest(state, dest, stats.bytes)
                     return stats
         except _Retryable as exc:
             raise DownloadError(
@@ -579,6 +605,9 @@ class OdysseyClient:
         if offset == 0:
             dest.seek(0)
             dest.truncate()
+            _reset_hash(state)
+        elif state["hash"] is not None and state["hashed"] != offset:
+            state["hash"] = None  # out of step with the file: hash it whole at the end
         # identity: byte counts and ranges are then those of the stored object.
         headers = {"Accept-Encoding": "identity"}
         if offset:
@@ -620,6 +649,7 @@ class OdysseyClient:
                 dest.seek(0)
                 dest.truncate()
                 offset = 0
+                _reset_hash(state)
             try:
                 total = None if encoded else _expected_total(response, offset)
             except _Retryable:
@@ -635,8 +665,10 @@ class OdysseyClient:
                     f"{self.max_download_bytes} bytes (raise --max-download-bytes)"
                 )
             written = offset
+            digest = state["hash"]
             # As the bytes arrive (no re-chunking): what came before a break is kept and
-            # the next attempt resumes after it.
+            # the next attempt resumes after it. Each chunk is hashed once written, so the
+            # file is never read again to checksum it.
             for chunk in response.iter_bytes():
                 written += len(chunk)
                 if written > self.max_download_bytes:
@@ -645,8 +677,33 @@ class OdysseyClient:
                         "bytes (raise --max-download-bytes)"
                     )
                 dest.write(chunk)
+                if digest is not None:
+                    digest.update(chunk)
+                    state["hashed"] += len(chunk)
             if total is not None and written != total:
                 raise _Retryable(f"short body: got {written} of {total} bytes")
+
+
+def _reset_hash(state: dict[str, Any]) -> None:
+    state["hash"] = hashlib.sha256()
+    state["hashed"] = 0
+
+
+def _final_digest(state: dict[str, Any], dest: IO[bytes], size: int) -> str | None:
+    """SHA-256 of dest's ``size`` bytes: the running hash, or a re-read when out of step
+    (``None`` when that is needed and ``dest`` is write-only)."""
+    digest = state["hash"]
+    if digest is not None and state["hashed"] == size:
+        return str(digest.hexdigest())
+    if not dest.readable():
+        return None
+    dest.flush()
+    dest.seek(0)
+    digest = hashlib.sha256()
+    while block := dest.read(1 << 20):
+        digest.update(block)
+    dest.seek(size)
+    return str(digest.hexdigest())
 
 
 def _path_segment(value: str) -> str:

@@ -1,11 +1,15 @@
 """The export: list recordings, run the unit of work on each, write shards, commit.
 
 ``process_recording`` is the one unit of work every executor runs: fetch the video and
-events log to temp files (streamed, byte count verified), read frame timing with PyAV,
-parse the events, align frames to prompts, copy the video into the dataset, and return
-Arrow tables. It never raises for bad data in one recording; it returns a failure with
-the reason. The driver (:func:`export`) writes the tables into size-capped shards and
-commits the manifest after every shard, so a crash late in a long run loses little.
+events log to temp files (streamed, byte count verified, SHA-256 hashed as the bytes
+arrive), read frame timing with PyAV, parse the events, align frames to prompts, put
+the video into the dataset (moved into place on a local dataset, whose disk holds the
+temp files; uploaded elsewhere), and return Arrow tables. It never raises for bad data
+in one recording; it returns a failure with the reason. With the local executor the
+driver fetches ahead (:class:`_Prefetcher`, one download thread per worker), so the
+next recordings download while the workers process. The driver (:func:`export`) writes
+the tables into size-capped shards and commits the manifest after every shard, so a
+crash late in a long run loses little.
 
 Two sources feed the same unit of work (``ExportConfig.source``): stream recordings, and
 the output streams of completed simulation jobs. A :class:`RecordingInfo` with a
@@ -24,10 +28,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
+import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
@@ -53,7 +61,7 @@ from odyssey_data.errors import (
     redact_url,
 )
 from odyssey_data.events import parse_events
-from odyssey_data.executors import make_executor
+from odyssey_data.executors import default_workers, make_executor
 from odyssey_data.images import FORMATS, image_encoder, target_size
 from odyssey_data.manifest import Manifest, RecordingStatus
 from odyssey_data.models import (
@@ -86,9 +94,11 @@ from odyssey_data.video import FrameTiming, ProbeMode, decode_frames, probe_fram
 __all__ = [
     "ExportConfig",
     "ExportReport",
+    "Fetched",
     "RecordingResult",
     "RecordingTask",
     "export",
+    "fetch",
     "process_recording",
 ]
 
@@ -318,6 +328,9 @@ class RecordingTask:
     #: A folder on this machine where materialised frames go as Arrow IPC files instead
     #: of travelling back in memory (the local executor); ``None`` keeps them in memory.
     spill_dir: str | None = None
+    #: The recording's files, already fetched by the driver (download-ahead); ``None``:
+    #: the worker fetches them.
+    prefetched: Fetched | None = None
 
 
 @dataclass(frozen=True)
@@ -398,9 +411,17 @@ def _close_clients() -> None:
 
 
 def _client(task: RecordingTask) -> OdysseyClient:
-    # One pooled client per worker process, API and client settings: connections are
+    # One pooled client per worker process (per thread: the driver's download-ahead
+    # threads count their retries apart), API and client settings: connections are
     # reused across tasks, and an export with other limits never gets a stale client.
-    key = (task.api_url, task.api_key, task.retry, task.max_download_bytes, task.timeout_s)
+    key = (
+        threading.get_ident(),
+        task.api_url,
+        task.api_key,
+        task.retry,
+        task.max_download_bytes,
+        task.timeout_s,
+    )
     client = _CLIENTS.get(key)
     if client is None:
         client = OdysseyClient(
@@ -414,8 +435,74 @@ def _client(task: RecordingTask) -> OdysseyClient:
     return client
 
 
+class _Prefetcher:
+    """Fetches tasks' files ahead with ``ahead`` download threads in this process.
+
+    The local executor's workers then only process: while they work on the recordings
+    in flight, the next ones download (download and processing overlap instead of every
+    worker downloading, then every worker processing). Each task's folder is removed by
+    the worker that processes it; :meth:`close` (after the executor is closed) removes
+    any left by tasks never processed (an error, an interrupted export).
+    """
+
+    def __init__(self, ahead: int) -> None:
+        self.ahead = ahead
+        self._folders: list[str] = []
+        self._pool = ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="odyssey-fetch")
+
+    def _run(self, task: RecordingTask) -> RecordingTask:
+        folder = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}odyssey-data-", dir=task.store.scratch_dir())
+        self._folders.append(folder)
+        return replace(task, prefetched=fetch(task, folder))
+
+    def tasks(self, tasks: Iterable[RecordingTask]) -> Iterator[RecordingTask]:
+        """``tasks`` in order, each with its files fetched (``prefetched``)."""
+        queue: deque[Future[RecordingTask]] = deque()
+        for task in tasks:
+            queue.append(self._pool.submit(self._run, task))
+            if len(queue) > self.ahead:
+                yield queue.popleft().result()
+        while queue:
+            yield queue.popleft().result()
+
+    def close(self) -> None:
+        """Stop fetching and remove every folder still there (call once no worker runs)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for folder in self._folders:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _repeat(value: str, n: int) -> pa.Array:
     return pa.array([value], pa.string()).take(pa.array(np.zeros(n, dtype=np.int32)))
+
+
+@dataclass
+class Fetched:
+    """A recording's files on this machine, or why there are none (see :func:`fetch`).
+
+    Attributes:
+        folder: the temp folder holding the files (its owner removes it).
+        recording: the API's recording (fresh URLs), when it answered.
+        script: the simulation job's script, when there is one.
+        result: a failed or skipped result decided while fetching (then no files).
+        video_sha256: SHA-256 of ``video.mp4``, hashed as it downloaded.
+        video_bytes: its size.
+        events_file: the events log's path, when the API gives one.
+        media: thumbnail/preview name -> (path, SHA-256).
+        stats: attempts, retries, url_refreshes of the downloads and API calls.
+        download_s: seconds the fetch took.
+    """
+
+    folder: str
+    recording: Recording | None = None
+    script: tuple[ScriptEntry, ...] | None = None
+    result: RecordingResult | None = None
+    video_sha256: str | None = None
+    video_bytes: int = 0
+    events_file: str | None = None
+    media: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    download_s: float = 0.0
 
 
 def process_recording(task: RecordingTask) -> RecordingResult:
@@ -425,6 +512,29 @@ def process_recording(task: RecordingTask) -> RecordingResult:
     has ``status="failed"`` and the reason. Only programming errors propagate. Either
     way ``stats`` counts the download ``attempts``, the ``retries`` (repeated downloads
     and API calls) and the ``url_refreshes`` (expired presigned URLs replaced).
+
+    A task whose files the driver already fetched (``task.prefetched``, the local
+    executor's download-ahead) skips the fetch; its folder is removed here either way.
+    """
+    if task.prefetched is not None:
+        try:
+            return _finish(task, task.prefetched)
+        finally:
+            shutil.rmtree(task.prefetched.folder, ignore_errors=True)
+    # Removed on every path, success or failure (the with block). On a local dataset
+    # it lives on the dataset's disk, so the video is moved into place rather than
+    # copied; an interrupted run's folder is a leftover (.tmp-).
+    with tempfile.TemporaryDirectory(
+        prefix=f"{TMP_PREFIX}odyssey-data-", dir=task.store.scratch_dir()
+    ) as tmp:
+        return _finish(task, fetch(task, tmp))
+
+
+def fetch(task: RecordingTask, folder: str) -> Fetched:
+    """Download a recording's video, events log (and media) into ``folder``.
+
+    Never raises for a failed download or a recording the API no longer knows: the
+    :class:`Fetched` then carries the failed (or skipped) result.
     """
     info = task.info
     sid = info.stream_id
@@ -433,80 +543,100 @@ def process_recording(task: RecordingTask) -> RecordingResult:
     downloads: list[DownloadStats] = []
     client: OdysseyClient | None = None
     api_retries = 0
+    fetched = Fetched(folder)
     try:
         client = _client(task)
         api_retries = client.api_retries
         recording, script = _artifacts(client, info)
+        fetched.recording, fetched.script = recording, script
         if not recording.video_url:
-            result = RecordingResult(
+            fetched.result = RecordingResult(
                 sid, "skipped", "the API gives no video URL (still processing?)"
             )
         else:
-            # Removed on every path, success or failure (the with block).
-            with tempfile.TemporaryDirectory(prefix="odyssey-data-") as tmp:
-                api = client
+            api = client
 
-                def fetch(url: str, name: str, kind: str, field_name: str) -> DownloadStats:
-                    got = DownloadStats()
-                    downloads.append(got)
-                    with open(os.path.join(tmp, name), "w+b") as handle:
-                        api.download(
-                            url,
-                            handle,
-                            what=f"{what} {kind}",
-                            refresh_url=lambda: getattr(_artifacts(api, info)[0], field_name),
-                            stats=got,
-                        )
-                    return got
-
-                video = fetch(recording.video_url, "video.mp4", "video", "video_url")
-                if video.bytes == 0:
-                    raise RecordingError(
-                        f"{what}: the video file is empty (0 bytes); the recording may "
-                        "still be processing, re-run the export later",
-                        stream_id=sid,
+            def get(url: str, name: str, kind: str, field_name: str) -> DownloadStats:
+                got = DownloadStats()
+                downloads.append(got)
+                with open(os.path.join(folder, name), "w+b") as handle:
+                    api.download(
+                        url,
+                        handle,
+                        what=f"{what} {kind}",
+                        refresh_url=lambda: getattr(_artifacts(api, info)[0], field_name),
+                        stats=got,
                     )
-                events_file = None
-                if recording.events_url:
-                    fetch(recording.events_url, "events.jsonl", "events log", "events_url")
-                    events_file = os.path.join(tmp, "events.jsonl")
-                media: dict[str, str] = {}
-                if task.with_thumbnails:
-                    for url, name, kind in (
-                        (recording.thumbnail_url, "thumbnail.jpg", "thumbnail"),
-                        (recording.preview_url, "preview.mp4", "preview"),
-                    ):
-                        if url:
-                            fetch(url, name, kind, f"{kind}_url")
-                            media[name] = os.path.join(tmp, name)
-                download_s = round(time.perf_counter() - started, 4)
-                result = _build(
-                    task, recording, os.path.join(tmp, "video.mp4"), events_file, script, media
+                return got
+
+            video = get(recording.video_url, "video.mp4", "video", "video_url")
+            if video.bytes == 0:
+                raise RecordingError(
+                    f"{what}: the video file is empty (0 bytes); the recording may "
+                    "still be processing, re-run the export later",
+                    stream_id=sid,
                 )
-                result.stats["video_bytes"] = video.bytes
-                result.stats["download_s"] = download_s
+            fetched.video_sha256, fetched.video_bytes = video.sha256, video.bytes
+            if recording.events_url:
+                get(recording.events_url, "events.jsonl", "events log", "events_url")
+                fetched.events_file = os.path.join(folder, "events.jsonl")
+            if task.with_thumbnails:
+                for url, name, kind in (
+                    (recording.thumbnail_url, "thumbnail.jpg", "thumbnail"),
+                    (recording.preview_url, "preview.mp4", "preview"),
+                ):
+                    if url:
+                        got = get(url, name, kind, f"{kind}_url")
+                        fetched.media[name] = (os.path.join(folder, name), got.sha256)
     except NotFoundError:
         if info.job_id is not None:
             reason = (
                 f"{what} of simulation job {info.job_id!r}: the API no longer knows it (HTTP "
                 "404, or not among the job's output streams); re-run the export to try again"
             )
-            result = RecordingResult(sid, "failed", reason)
+            fetched.result = RecordingResult(sid, "failed", reason)
         else:
-            result = RecordingResult(
+            fetched.result = RecordingResult(
                 sid,
                 "failed",
                 f"{what}: the API no longer knows this recording (HTTP 404); it was listed but "
                 "may have been deleted since",
             )
     except OdysseyDataError as exc:
-        result = RecordingResult(sid, "failed", str(exc))
+        fetched.result = RecordingResult(sid, "failed", str(exc))
     attempts = sum(d.attempts for d in downloads)
     api_retried = client.api_retries - api_retries if client is not None else 0
-    result.stats["attempts"] = attempts
-    result.stats["retries"] = attempts - len(downloads) + api_retried
-    result.stats["url_refreshes"] = sum(d.refreshes for d in downloads)
-    result.stats["total_s"] = round(time.perf_counter() - started, 4)
+    fetched.stats = {
+        "attempts": attempts,
+        "retries": attempts - len(downloads) + api_retried,
+        "url_refreshes": sum(d.refreshes for d in downloads),
+    }
+    fetched.download_s = round(time.perf_counter() - started, 4)
+    return fetched
+
+
+def _finish(task: RecordingTask, fetched: Fetched) -> RecordingResult:
+    """The unit of work after :func:`fetch`: build the result from the fetched files."""
+    started = time.perf_counter()
+    result = fetched.result
+    if result is None:
+        assert fetched.recording is not None
+        try:
+            result = _build(
+                task,
+                fetched.recording,
+                os.path.join(fetched.folder, "video.mp4"),
+                fetched.events_file,
+                fetched.script,
+                fetched.media,
+                video_sha256=fetched.video_sha256,
+            )
+            result.stats["video_bytes"] = fetched.video_bytes
+            result.stats["download_s"] = fetched.download_s
+        except OdysseyDataError as exc:
+            result = RecordingResult(task.info.stream_id, "failed", str(exc))
+    result.stats.update(fetched.stats)
+    result.stats["total_s"] = round(fetched.download_s + time.perf_counter() - started, 4)
     return result
 
 
@@ -516,8 +646,16 @@ def _build(
     video_file: str,
     events_file: str | None,
     script: tuple[ScriptEntry, ...] | None = None,
-    media: Mapping[str, str] | None = None,
+    media: Mapping[str, tuple[str, str | None]] | None = None,
+    *,
+    video_sha256: str | None = None,
 ) -> RecordingResult:
+    """Probe, parse, align; then move (or copy) the video and media into the dataset.
+
+    ``video_file`` and the media files are consumed (moved into place on a local
+    dataset); ``video_sha256`` and each media file's hash, when known from the
+    download, spare reading them again.
+    """
     info = task.info
     sid = info.stream_id
     what = f"recording {sid!r}"
@@ -590,16 +728,17 @@ def _build(
     video_end = float(ts[-1]) + interval
     segments = build_segments(sid, ts, timeline, video_end, lags)
 
-    with open(video_file, "rb") as handle:
-        video = task.store.put_stream(video_rel, handle, kind="video")
+    video = task.store.put_file(video_rel, video_file, kind="video", sha256=video_sha256)
     extra_files: list[FileEntry] = []
-    for name, local in (media or {}).items():
-        with open(local, "rb") as handle:
-            extra_files.append(
-                task.store.put_stream(
-                    f"videos/{safe_name(sid)}.{name}", handle, kind=name.partition(".")[0]
-                )
+    for name, (local, digest) in (media or {}).items():
+        extra_files.append(
+            task.store.put_file(
+                f"videos/{safe_name(sid)}.{name}",
+                local,
+                kind=name.partition(".")[0],
+                sha256=digest,
             )
+        )
     stored = {entry.kind: entry.path for entry in extra_files}
 
     row = {
@@ -958,7 +1097,8 @@ def _remove_leftovers(store: DatasetStore, manifest: Manifest) -> int:
         if name.startswith(TMP_PREFIX) and name != LOCK_NAME:
             leftovers.append(name)
     store.remove(leftovers)
-    return len(leftovers)
+    # Workers' temp folders (downloads) at a local dataset's root.
+    return len(leftovers) + store.remove_scratch()
 
 
 def _select(
@@ -1168,13 +1308,16 @@ def _export_locked(
         if config.executor == "local" and config.frame_options().materialised
         else None
     )
+    # Local workers share this machine's disk: their downloads run ahead here, one
+    # thread per worker, so the next recordings arrive while the current ones process.
+    prefetcher = _Prefetcher(workers or default_workers()) if config.executor == "local" else None
     try:
         todo, skipped, report.already = _select(client, config, manifest)
         sink.start(len(todo) + len(skipped))
         for result in skipped:
             _record(result, manifest, report)
             sink.advance(result)
-        tasks = (
+        tasks: Iterator[RecordingTask] = (
             RecordingTask(
                 info=info,
                 api_url=client.api_url,
@@ -1191,6 +1334,8 @@ def _export_locked(
             )
             for info in todo
         )
+        if prefetcher is not None:
+            tasks = prefetcher.tasks(tasks)
         buffer = _ShardBuffer(store, manifest, config.shard_rows)
         for result in executor.map_unordered(process_recording, tasks):
             _record(result, manifest, report)
@@ -1205,6 +1350,8 @@ def _export_locked(
             report.shards += 1
     finally:
         executor.close()
+        if prefetcher is not None:
+            prefetcher.close()
         if spill is not None:
             spill.cleanup()
         client.close()

@@ -16,6 +16,7 @@ The only module that imports ``fsspec`` and writes Parquet. Layout and names fol
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import importlib
 import inspect
@@ -386,6 +387,79 @@ class DatasetStore:
         finally:
             with contextlib.suppress(Exception):
                 self.fs.invalidate_cache(final)
+
+    def scratch_dir(self) -> str | None:
+        """A folder for a worker's temp files on the dataset's own disk (local only).
+
+        Files made there can be moved into the dataset by :meth:`put_file` with one
+        ``os.replace`` instead of a copy. Each user makes its own ``.tmp-`` folder in it
+        (``tempfile.TemporaryDirectory(prefix=TMP_PREFIX, dir=...)``); those an
+        interrupted run leaves are removed by :meth:`remove_scratch`.
+        """
+        if not self.is_local:
+            return None
+        root = self.root or "."
+        os.makedirs(root, exist_ok=True)
+        return root
+
+    def remove_scratch(self) -> int:
+        """Delete the ``.tmp-`` folders at a local dataset's root; returns how many."""
+        if not self.is_local:
+            return 0
+        removed = 0
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.root or "."):
+                if entry.name.startswith(TMP_PREFIX) and entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                    removed += 1
+        return removed
+
+    def put_file(
+        self,
+        rel: str,
+        local: str,
+        kind: str = "video",
+        *,
+        sha256: str | None = None,
+    ) -> FileEntry:
+        """Put the local file ``local`` at ``rel`` whole, consuming it.
+
+        On a local dataset on the same filesystem the file is flushed to disk and moved
+        into place with ``os.replace`` (atomic, no copy); ``sha256`` (computed while the
+        file was downloaded) then saves reading it again. Elsewhere it is copied (local,
+        other filesystem) or uploaded (object stores) by :meth:`put_stream`, hashing on
+        the way; a ``sha256`` given that differs from the bytes written is an error.
+        ``local`` may be gone afterwards either way.
+
+        Raises:
+            StorageError: the write failed; ``rel`` then still holds what it held before.
+        """
+        if self.is_local:
+            final = self.path(rel)
+            try:
+                with open(local, "rb") as handle:
+                    os.fsync(handle.fileno())
+                    size = os.fstat(handle.fileno()).st_size
+                    if sha256 is None:
+                        sha256, _ = hash_file(handle)
+                parent = final.rpartition("/")[0]
+                if parent:
+                    os.makedirs(parent, exist_ok=True)
+                os.replace(local, final)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise StorageError(f"cannot write {rel} under {self.url}: {exc}") from exc
+            else:
+                _fsync_dir(parent)
+                return FileEntry(rel, kind, None, size, sha256)
+        with open(local, "rb") as handle:
+            entry = self.put_stream(rel, handle, kind)
+        if sha256 is not None and entry.sha256 != sha256:
+            raise StorageError(
+                f"{rel} under {self.url}: the bytes written do not hash to the downloaded "
+                f"file's SHA-256 ({entry.sha256} != {sha256}); run the export again"
+            )
+        return entry
 
     def put_stream(self, rel: str, source: IO[bytes], kind: str = "video") -> FileEntry:
         """Copy a local binary file to ``rel`` whole, hashing it on the way."""

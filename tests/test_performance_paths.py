@@ -7,23 +7,41 @@ recording in the frames shards.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
+import json
+import os
+import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import DemoExport
+from conftest import FAST_RETRY, DemoExport, export_config
 
 import odyssey_data.cli as cli
+from odyssey_data import pipeline
+from odyssey_data.api import OdysseyClient
 from odyssey_data.demo import DemoServer, make_demo_catalog
 from odyssey_data.demo.synth import DEMO_EPOCH, make_demo_recording
-from odyssey_data.errors import ConfigError
-from odyssey_data.pipeline import FrameOptions, _materialise
+from odyssey_data.errors import ConfigError, StorageError
+from odyssey_data.models import RecordingInfo
+from odyssey_data.pipeline import (
+    Fetched,
+    FrameOptions,
+    RecordingTask,
+    _materialise,
+    export,
+    process_recording,
+)
 from odyssey_data.schema import FRAMES_SCHEMA
+from odyssey_data.storage import TMP_PREFIX, DatasetStore
 from odyssey_data.video import iter_decoded, probe_frames
 
 
@@ -145,3 +163,193 @@ def test_frames_shards_hold_one_row_group_per_recording(demo_export: DemoExport)
             ids.append(stats.min)
         assert ids == sorted(set(ids))
     assert FRAMES_SCHEMA.names == pq.read_schema(shard).names
+
+
+# -- hashing while downloading, and moving the video into place ------------------------
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_cut_and_resumed_video_is_moved_whole_with_the_served_hash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunked: bool
+) -> None:
+    catalog = make_demo_catalog(2, active=0, seconds=2.0)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    output = tmp_path / "out"
+    with DemoServer(catalog) as server:
+        for rec in catalog.recordings:
+            server.inject_truncation(
+                f"/blobs/{quote(rec.stream_id, safe='')}/video.mp4", 5000, chunked=chunked
+            )
+        report = export(export_config(server, output))
+    assert report.exported == 2
+    assert report.retries >= 2
+    manifest = json.loads((output / "manifest.json").read_text())
+    files = {f["path"]: f for f in manifest["files"]}
+    recordings = pq.read_table(output / "recordings").to_pylist()
+    by_id = {row["stream_id"]: row for row in recordings}
+    for rec in catalog.recordings:
+        served = rec.video_bytes() or b""
+        rel = f"videos/{rec.stream_id}.mp4"
+        assert (output / rel).read_bytes() == served
+        entry = files[rel]
+        assert entry["sha256"] == hashlib.sha256(served).hexdigest()
+        assert entry["bytes"] == len(served)
+        assert by_id[rec.stream_id]["video_sha256"] == entry["sha256"]
+        assert by_id[rec.stream_id]["video_bytes"] == len(served)
+    # No temp file or folder anywhere: not under OUTPUT, not in the system temp dir.
+    assert not [p for p in _tree(output) if ".tmp-" in p]
+    assert list(scratch.iterdir()) == []
+
+
+def test_download_hash_survives_resume_and_restart(tmp_path: Path) -> None:
+    catalog = make_demo_catalog(1, active=0, seconds=2.0)
+    rec = catalog.recordings[0]
+    served = rec.video_bytes() or b""
+    path = f"/blobs/{quote(rec.stream_id, safe='')}/video.mp4"
+    with (
+        DemoServer(catalog) as server,
+        OdysseyClient(server.base_url, server.api_key, retry=FAST_RETRY) as client,
+    ):
+        url = client.get_recording(rec.stream_id).video_url
+        assert url is not None
+        for inject in (
+            lambda: server.inject_truncation(path, 3000),  # resumed with Range
+            lambda: server.inject_truncation(path, 3000, chunked=True),
+            lambda: server.inject(path, 503, times=2),  # restarted from byte 0
+            lambda: None,
+        ):
+            inject()
+            with open(tmp_path / "v.mp4", "w+b") as handle:
+                stats = client.download(url, handle, what="v")
+            assert stats.sha256 == hashlib.sha256(served).hexdigest()
+            assert (tmp_path / "v.mp4").read_bytes() == served
+
+
+def test_final_digest_rehashes_a_file_out_of_step(tmp_path: Path) -> None:
+    from odyssey_data.api import _final_digest
+
+    data = b"x" * 3_000_000
+    with open(tmp_path / "f", "w+b") as handle:
+        handle.write(data)
+        state = {"hash": hashlib.sha256(b"not these bytes"), "hashed": 5}
+        assert _final_digest(state, handle, len(data)) == hashlib.sha256(data).hexdigest()
+        assert handle.tell() == len(data)
+
+
+def test_put_file_moves_or_copies_and_checks_the_hash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = b"video bytes" * 1000
+    digest = hashlib.sha256(data).hexdigest()
+    store = DatasetStore(str(tmp_path / "ds"))
+    scratch = store.scratch_dir()
+    assert scratch is not None
+    with tempfile.TemporaryDirectory(prefix=TMP_PREFIX, dir=scratch) as tmp:
+        src = Path(tmp) / "v.mp4"
+        src.write_bytes(data)
+        entry = store.put_file("videos/a.mp4", str(src), sha256=digest)
+        assert not src.exists()  # moved, not copied
+        # Another filesystem: copied (hashed on the way), still whole under its name.
+        src.write_bytes(data)
+
+        real_replace = os.replace
+
+        def cross_device(a: str, b: str) -> None:
+            if a == str(src):  # the move from the download folder, not the copy's rename
+                raise OSError(errno.EXDEV, "Invalid cross-device link")
+            real_replace(a, b)
+
+        monkeypatch.setattr(os, "replace", cross_device)
+        copied = store.put_file("videos/b.mp4", str(src))
+        monkeypatch.undo()
+    for rel, got in (("videos/a.mp4", entry), ("videos/b.mp4", copied)):
+        assert (tmp_path / "ds" / rel).read_bytes() == data
+        assert (got.path, got.bytes, got.sha256) == (rel, len(data), digest)
+    assert not [p for p in _tree(tmp_path / "ds") if ".tmp-" in p]
+    # Object stores: streamed upload, checked against the download's hash.
+    remote = DatasetStore("memory://put-file-test")
+    assert remote.scratch_dir() is None
+    src = tmp_path / "r.mp4"
+    src.write_bytes(data)
+    up = remote.put_file("videos/r.mp4", str(src), sha256=digest)
+    assert (up.bytes, up.sha256) == (len(data), digest)
+    assert remote.read_bytes("videos/r.mp4") == data
+    with pytest.raises(StorageError, match="SHA-256"):
+        remote.put_file("videos/s.mp4", str(src), sha256="0" * 64)
+
+
+def test_leftover_download_folders_are_removed(demo_server: DemoServer, tmp_path: Path) -> None:
+    output = tmp_path / "out"
+    export(export_config(demo_server, output, limit=1))
+    left = output / f"{TMP_PREFIX}odyssey-data-crashed"
+    left.mkdir()
+    (left / "video.mp4").write_bytes(b"half")
+    export(export_config(demo_server, output, limit=1))
+    assert not left.exists()
+
+
+# -- download-ahead (local executor) ---------------------------------------------------
+
+
+def test_demo_export_leaves_no_temp_folder(demo_export: DemoExport) -> None:
+    assert not [p for p in _tree(demo_export.output) if ".tmp-" in p]
+
+
+def test_prefetcher_fetches_ahead_and_cleans_up_unprocessed_tasks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fetched: list[str] = []
+
+    def fake_fetch(task: RecordingTask, folder: str) -> Fetched:
+        (Path(folder) / "video.mp4").write_bytes(b"v")
+        fetched.append(task.info.stream_id)
+        return Fetched(folder)
+
+    monkeypatch.setattr(pipeline, "fetch", fake_fetch)
+    store = DatasetStore(str(tmp_path / "ds"))
+    tasks = [
+        RecordingTask(RecordingInfo(stream_id=f"s{i}"), "http://x", "k", store) for i in range(5)
+    ]
+    prefetcher = pipeline._Prefetcher(2)
+    stream = prefetcher.tasks(iter(tasks))
+    first = next(stream)
+    assert first.info.stream_id == "s0"
+    assert first.prefetched is not None
+    assert Path(first.prefetched.folder, "video.mp4").exists()
+    # While the first is handed out, the next ones are already downloading / downloaded.
+    deadline = time.monotonic() + 5
+    while len(fetched) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(fetched) == ["s0", "s1", "s2"]
+    # Interrupted here: close removes every folder, handed out or not.
+    prefetcher.close()
+    assert not [p for p in _tree(tmp_path / "ds") if ".tmp-" in p]
+    assert Path(store.root).exists()
+
+
+def test_prefetched_task_is_processed_and_its_folder_removed(
+    demo_server: DemoServer, tmp_path: Path
+) -> None:
+    config = export_config(demo_server, tmp_path / "ds")
+    store = DatasetStore(config.output)
+    rec = next(r for r in demo_server.catalog.recordings if r.video_bytes())
+    task = RecordingTask(
+        RecordingInfo(stream_id=rec.stream_id), demo_server.base_url, demo_server.api_key, store
+    )
+    folder = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=store.scratch_dir())
+    ahead = pipeline.fetch(task, folder)
+    result = process_recording(replace(task, prefetched=ahead))
+    pipeline._close_clients()
+    assert result.status == "exported", result.reason
+    assert result.video is not None
+    served = rec.video_bytes() or b""
+    assert result.video.sha256 == hashlib.sha256(served).hexdigest()
+    assert (tmp_path / "ds" / result.video.path).read_bytes() == served
+    assert result.stats["attempts"] >= 1
+    assert not Path(folder).exists()
