@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from odyssey_data.errors import ApiResponseError
 
@@ -32,6 +32,9 @@ __all__ = [
 
 #: The statuses of a simulation job (only ``completed`` jobs have output streams).
 JOB_STATUSES = ("pending", "dispatched", "processing", "completed", "failed", "cancelled")
+
+
+_T = TypeVar("_T")
 
 
 def parse_datetime(value: str) -> datetime:
@@ -138,6 +141,23 @@ class RecordingInfo:
         )
 
 
+def _page(
+    data: object, key: str, parse: Callable[[object], _T], what: str
+) -> tuple[tuple[_T, ...], int, int, int]:
+    """Validate a list page: ``(items, total, limit, offset)``; errors name the page."""
+    if not isinstance(data, Mapping):
+        raise ApiResponseError(f"{what}: the answer is not a JSON object")
+    entries = _field(data, key, (list,), what)
+    total = _field(data, "total", (int,), what)
+    limit = _optional(data, "limit", (int,), what)
+    offset = _optional(data, "offset", (int,), what)
+    try:
+        items = tuple(parse(entry) for entry in entries)
+    except ApiResponseError as exc:
+        raise ApiResponseError(f"{what}: {exc}") from exc
+    return items, total, len(items) if limit is None else limit, 0 if offset is None else offset
+
+
 @dataclass(frozen=True, slots=True)
 class RecordingPage:
     """One page of ``GET /stream-recordings``."""
@@ -154,23 +174,10 @@ class RecordingPage:
         Raises:
             ApiResponseError: the page is not of the documented shape.
         """
-        what = f"recordings page at {where}"
-        if not isinstance(data, Mapping):
-            raise ApiResponseError(f"{what}: the answer is not a JSON object")
-        entries = _field(data, "recordings", (list,), what)
-        total = _field(data, "total", (int,), what)
-        limit = _optional(data, "limit", (int,), what)
-        offset = _optional(data, "offset", (int,), what)
-        try:
-            items = tuple(RecordingInfo.from_json(entry) for entry in entries)
-        except ApiResponseError as exc:
-            raise ApiResponseError(f"{what}: {exc}") from exc
-        return cls(
-            recordings=items,
-            total=total,
-            limit=len(items) if limit is None else limit,
-            offset=0 if offset is None else offset,
+        items, total, limit, offset = _page(
+            data, "recordings", RecordingInfo.from_json, f"recordings page at {where}"
         )
+        return cls(recordings=items, total=total, limit=limit, offset=offset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,20 +411,7 @@ class SimulationJobPage:
         Raises:
             ApiResponseError: the page is not of the documented shape.
         """
-        what = f"simulation jobs page at {where}"
-        if not isinstance(data, Mapping):
-            raise ApiResponseError(f"{what}: the answer is not a JSON object")
-        entries = _field(data, "jobs", (list,), what)
-        total = _field(data, "total", (int,), what)
-        limit = _optional(data, "limit", (int,), what)
-        offset = _optional(data, "offset", (int,), what)
-        try:
-            items = tuple(SimulationJob.from_json(entry) for entry in entries)
-        except ApiResponseError as exc:
-            raise ApiResponseError(f"{what}: {exc}") from exc
-        return cls(
-            jobs=items,
-            total=total,
-            limit=len(items) if limit is None else limit,
-            offset=0 if offset is None else offset,
+        items, total, limit, offset = _page(
+            data, "jobs", SimulationJob.from_json, f"simulation jobs page at {where}"
         )
+        return cls(jobs=items, total=total, limit=limit, offset=offset)
