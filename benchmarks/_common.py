@@ -78,6 +78,19 @@ def cached_catalog(n: int, **params: Any) -> DemoCatalog:
     return DemoCatalog(recordings)
 
 
+def full_size_catalog(n: int, *, seconds: float, seed: int = 0) -> DemoCatalog:
+    """``n`` cached recordings at the Odyssey size, 30 fps, ~4 Mb/s of textured content."""
+    return cached_catalog(
+        n,
+        seed=seed,
+        width=FULL[0],
+        height=FULL[1],
+        seconds=seconds,
+        bitrate=BITRATE,
+        content="noise",
+    )
+
+
 def video_files(catalog: DemoCatalog, folder: Path) -> list[Path]:
     """Write the catalog's videos as files (the anchors decode these)."""
     folder.mkdir(parents=True, exist_ok=True)

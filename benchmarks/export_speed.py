@@ -72,15 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--only", type=int, choices=(1, 2))
     args = parser.parse_args(argv)
-    catalog = common.cached_catalog(
-        args.videos,
-        seed=0,
-        width=common.FULL[0],
-        height=common.FULL[1],
-        seconds=args.seconds,
-        bitrate=common.BITRATE,
-        content="noise",
-    )
+    catalog = common.full_size_catalog(args.videos, seconds=args.seconds)
     frames = sum(rec.frame_count or 0 for rec in catalog.recordings)
     mb = sum(len(rec.video_bytes() or b"") for rec in catalog.recordings) / 1e6
     print(

@@ -32,15 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     peaks: dict[tuple[str, float], int] = {}
     modes = [args.mode] if args.mode else ["reference", "jpeg"]
     for seconds in (args.short, args.long):
-        catalog = common.cached_catalog(
-            1,
-            seed=1,
-            width=common.FULL[0],
-            height=common.FULL[1],
-            seconds=seconds,
-            bitrate=common.BITRATE,
-            content="noise",
-        )
+        catalog = common.full_size_catalog(1, seconds=seconds, seed=1)
         with (
             tempfile.TemporaryDirectory(prefix="odyssey-bench-") as tmp,
             DemoServer(catalog, page_cap=100) as server,

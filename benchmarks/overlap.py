@@ -32,15 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--factor", type=float, default=1.0)
     parser.add_argument("--workers", type=int, default=2, help="of the throttled export")
     args = parser.parse_args(argv)
-    catalog = common.cached_catalog(
-        args.videos,
-        seed=0,
-        width=common.FULL[0],
-        height=common.FULL[1],
-        seconds=args.seconds,
-        bitrate=common.BITRATE,
-        content="noise",
-    )
+    catalog = common.full_size_catalog(args.videos, seconds=args.seconds)
     total = sum(
         len(rec.video_bytes() or b"") + len(rec.events_bytes() or b"") for rec in catalog.recordings
     )

@@ -40,12 +40,12 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, TypeVar, cast
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from odyssey_data.demo.synth import (
@@ -64,6 +64,8 @@ __all__ = [
     "run_demo_server",
     "serve",
 ]
+
+_Item = TypeVar("_Item")
 
 log = logging.getLogger(__name__)
 
@@ -472,7 +474,8 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return value
 
-    def _list(self) -> None:
+    def _page(self, key: str, items: Sequence[_Item], to_json: Callable[[_Item], Any]) -> None:
+        """Answer one page of ``items`` by the query's limit/offset, capped at page_cap."""
         query = parse_qs(urlsplit(self.path).query, keep_blank_values=True)
         limit = self._query_int(query, "limit", 50, 1)
         if limit is None:
@@ -481,26 +484,21 @@ class _Handler(BaseHTTPRequestHandler):
         if offset is None:
             return
         used = min(limit, self.demo.page_cap)
-        recordings = self.demo.catalog.snapshot()
-        page = recordings[offset : offset + used]
         self._json(
             200,
             {
-                "recordings": [_recording_info(rec) for rec in page],
-                "total": len(recordings),
+                key: [to_json(item) for item in items[offset : offset + used]],
+                "total": len(items),
                 "limit": used,
                 "offset": offset,
             },
         )
 
+    def _list(self) -> None:
+        self._page("recordings", self.demo.catalog.snapshot(), _recording_info)
+
     def _list_jobs(self) -> None:
         query = parse_qs(urlsplit(self.path).query, keep_blank_values=True)
-        limit = self._query_int(query, "limit", 50, 1)
-        if limit is None:
-            return
-        offset = self._query_int(query, "offset", 0, 0)
-        if offset is None:
-            return
         jobs = self.demo.catalog.jobs_snapshot()
         status = (query.get("status") or [""])[-1]
         if status:
@@ -508,17 +506,7 @@ class _Handler(BaseHTTPRequestHandler):
         active = (query.get("active") or [""])[-1].lower()
         if active in ("true", "1", "false", "0"):
             jobs = [job for job in jobs if job.is_active == (active in ("true", "1"))]
-        used = min(limit, self.demo.page_cap)
-        page = jobs[offset : offset + used]
-        self._json(
-            200,
-            {
-                "jobs": [_job_info(job) for job in page],
-                "total": len(jobs),
-                "limit": used,
-                "offset": offset,
-            },
-        )
+        self._page("jobs", jobs, _job_info)
 
     def _job(self, job_id: str) -> None:
         job = self.demo.catalog.job(job_id)
