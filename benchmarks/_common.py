@@ -118,7 +118,10 @@ def run_cli(args: list[str], server: Any) -> tuple[float, int]:
     The peak RSS is the largest of the CLI process and its workers (``ru_maxrss`` of the
     children this call waited for), measured in a wrapper process so runs do not mix.
     """
-    exe = shutil.which("odyssey-data")
+    # The console script beside this interpreter (what a venv puts on PATH), not a
+    # version manager's shim found first on PATH (pyenv's adds ~0.1 s of bash).
+    beside = Path(sys.executable).parent / "odyssey-data"
+    exe = str(beside) if beside.exists() else shutil.which("odyssey-data")
     command = [exe] if exe else [sys.executable, "-c", "from odyssey_data.cli import main; main()"]
     wrapper = (
         "import resource, subprocess, sys, time\n"

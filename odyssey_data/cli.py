@@ -392,7 +392,8 @@ def _export_options(parser: argparse.ArgumentParser) -> None:
         "--executor",
         choices=("local", "ray"),
         default="local",
-        help="where recordings run: local process pool (default) or Ray (extra odyssey-data[ray])",
+        help="where recordings run: this machine (default; threads for reference mode, "
+        "processes for materialised frames) or Ray (extra odyssey-data[ray])",
     )
     parser.add_argument(
         "--ray-address",

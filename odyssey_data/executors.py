@@ -11,7 +11,13 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from typing import Any, Protocol, TypeVar
 
 from odyssey_data.errors import ConfigError, MissingDependencyError
@@ -43,17 +49,21 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """A process pool on this machine (``workers=1`` runs in this process).
+    """A pool of processes, or of threads, on this machine (``workers=1``: this thread).
 
-    Worker processes are started with ``spawn``: forking a process that holds threads
-    (progress bars, HTTP pools, decoder threads) is not safe.
+    Processes suit work that runs Python per frame (materialised frames). Threads suit
+    work whose heavy parts run in C without the GIL (downloads, hashing, demuxing, the
+    first-frame decode: reference mode): no process to start, nothing to import again,
+    no result to pickle. Worker processes are started with ``spawn``: forking a process
+    that holds threads (progress bars, HTTP pools, decoder threads) is not safe.
     """
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, *, threads: bool = False) -> None:
         self.workers = default_workers() if workers is None else workers
         if self.workers < 1:
             raise ConfigError(f"workers must be at least 1, not {self.workers}")
-        self._pool: ProcessPoolExecutor | None = None
+        self.threads = threads
+        self._pool: ThreadPoolExecutor | ProcessPoolExecutor | None = None
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         """Run ``fn`` over ``items``; at most ``2 × workers`` are in flight at once."""
@@ -62,8 +72,12 @@ class LocalExecutor:
                 yield fn(item)
             return
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
+            self._pool = (
+                ThreadPoolExecutor(self.workers, thread_name_prefix="odyssey-worker")
+                if self.threads
+                else ProcessPoolExecutor(
+                    max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
+                )
             )
         pending: set[Future[R]] = set()
         iterator = iter(items)
@@ -89,13 +103,17 @@ class LocalExecutor:
             self._pool = None
 
 
-def make_executor(name: str, workers: int | None = None, **options: Any) -> Executor:
+def make_executor(
+    name: str, workers: int | None = None, *, threads: bool = False, **options: Any
+) -> Executor:
     """The executor called ``name``: ``"local"`` or ``"ray"`` (with the ray extra).
 
     Args:
-        name: ``"local"`` (a process pool on this machine) or ``"ray"``.
+        name: ``"local"`` (a pool on this machine) or ``"ray"``.
         workers: recordings in parallel. Local: pool size (default: the cores).
             Ray: tasks in flight at once (default: twice the cluster's task slots).
+        threads: local only: a pool of threads instead of processes (for work that
+            runs without the GIL; see :class:`LocalExecutor`). Ray ignores it.
         **options: executor options; for Ray those of
             :class:`odyssey_data.ray_executor.RayExecutor` (``address``,
             ``num_cpus_per_task``, ``memory_per_task``…). Options set to ``None`` are
@@ -111,7 +129,7 @@ def make_executor(name: str, workers: int | None = None, **options: Any) -> Exec
             raise ConfigError(
                 f"option(s) {', '.join(sorted(given))} apply to the ray executor, not 'local'"
             )
-        return LocalExecutor(workers)
+        return LocalExecutor(workers, threads=threads)
     if name == "ray":
         try:
             # Imported here: ray is an optional extra and slow to import.

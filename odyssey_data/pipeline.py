@@ -261,6 +261,15 @@ class ExportConfig:
         """What each worker does with the frames (reference rows or encoded images)."""
         return FrameOptions(self.frames, self.resize, self.fps, self.image_quality)
 
+    def local_threads(self) -> bool:
+        """True when the local executor runs recordings in threads rather than processes.
+
+        Reference mode's work runs in C without the GIL (download, hashing, demuxing,
+        the first-frame decode), so threads use the cores without a process to start
+        and import into; materialised frames run Python per frame, so they get processes.
+        """
+        return self.executor == "local" and not self.frame_options().materialised
+
     def public_options(self) -> dict[str, Any]:
         """The options as recorded in the manifest: no key, no storage credentials."""
         api_url = self.api_url or os.environ.get("ODYSSEY_API_URL")
@@ -1257,7 +1266,7 @@ def export(
                 "executor cannot write to it: use executor='local', or a shared target "
                 "(a folder, s3://, gs://)"
             )
-        if workers != 1:
+        if workers != 1 and not config.local_threads():
             log.info("%s is visible only in this process: exporting with one worker", store.url)
             workers = 1
     lock = WriterLock(store, timeout_s=config.lock_timeout_s)
@@ -1301,7 +1310,9 @@ def _export_locked(
         max_download_bytes=config.max_download_bytes,
         timeout_s=config.timeout_s,
     )
-    executor = make_executor(config.executor, workers, address=config.ray_address)
+    executor = make_executor(
+        config.executor, workers, threads=config.local_threads(), address=config.ray_address
+    )
     # Local workers hand heavy materialised frames over as files on this machine.
     spill = (
         tempfile.TemporaryDirectory(prefix="odyssey-data-spill-")

@@ -7,8 +7,9 @@ Frame timing comes from demuxing, not decoding (tens of thousands of frames per 
 instead of hundreds): packets whose ``pts`` is ``None`` or that the demuxer marks as
 discard (edit lists) are dropped and the rest sorted by ``pts``, which equals the decoded
 frames' presentation order on H.264 with B-frames. ``stream.index_entries`` holds decode
-timestamps, so it is not used. Where the two could differ (a packet without pts, a first
-decoded frame whose pts is not the first demuxed pts), :func:`probe_frames` falls back to
+timestamps, so it is not used. Where the two could differ (a packet without pts; a
+stream that does not start plainly, with a key frame shown first, and whose first
+decoded frame then is not the first demuxed pts), :func:`probe_frames` falls back to
 decoding the whole recording.
 """
 
@@ -120,35 +121,29 @@ class _Packets:
 
 
 def _demux_timing(
-    container: Any, stream: Any, first: list[int | None] | None = None
-) -> tuple[np.ndarray, np.ndarray, bool, _Packets]:
-    """Packets' timing; with ``first``, also decode up to the first frame on the way.
+    container: Any, stream: Any
+) -> tuple[np.ndarray, np.ndarray, bool, _Packets, bool]:
+    """Packets' timing, and whether the stream starts plainly.
 
-    ``first`` gets the first decoded frame's pts appended (``None`` for a frame without
-    one); it stays empty when that could not be told in passing (a decode error, or the
-    decoder holding the first frame until the end), and the caller decodes separately.
+    Returns (pts, is_keyframe) sorted by pts, whether a packet had no pts, what the
+    demuxer handed over, and ``plain_start``: the first packet in decode order is a key
+    frame, not discarded, whose pts is the earliest of all. A decoder then has nothing
+    to hold back or drop before it (no leading frames of an open GOP, no edit list
+    cutting into a GOP, no stream cut after its key frame), so it presents that frame
+    first, as the demuxed timing says.
     """
     pts_list: list[int] = []
     key_list: list[bool] = []
     missing_pts = False
     seen = _Packets()
-    decoding = first is not None
-    if decoding:
-        # One thread: a frame-threaded decoder holds back its first frame for a while.
-        stream.codec_context.thread_count = 1
+    first_key, first_pts = False, None
     for packet in container.demux(stream):
         if packet.size == 0:  # the flush packet at the end
             continue
         seen.see(packet)
-        if decoding:
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError:
-                frames, decoding = [], False
-            if frames:
-                assert first is not None
-                first.append(None if frames[0].pts is None else int(frames[0].pts))
-                decoding = False
+        if seen.count == 1:
+            first_key = bool(packet.is_keyframe) and not packet.is_discard
+            first_pts = packet.pts
         if packet.pts is None:
             missing_pts = True
             continue
@@ -159,7 +154,9 @@ def _demux_timing(
     pts = np.asarray(pts_list, dtype=np.int64)
     keys = np.asarray(key_list, dtype=np.bool_)
     order = np.argsort(pts, kind="stable")
-    return pts[order], keys[order], missing_pts, seen
+    pts, keys = pts[order], keys[order]
+    plain_start = first_key and first_pts is not None and pts.size > 0 and first_pts == pts[0]
+    return pts, keys, missing_pts, seen, bool(plain_start)
 
 
 def _decode_timing(container: Any, stream: Any) -> tuple[np.ndarray, np.ndarray, _Packets]:
@@ -228,7 +225,8 @@ def probe_frames(
     Args:
         source: a path or a seekable binary file object.
         what: names the recording in error messages.
-        mode: ``"auto"`` demuxes and checks the first frame against a real decode,
+        mode: ``"auto"`` demuxes and, unless the stream starts plainly (its first
+            packet a key frame shown first), checks the first frame against a decode,
             falling back to a full decode where they could differ; ``"demux"`` trusts
             the packets; ``"decode"`` decodes every frame.
 
@@ -253,16 +251,15 @@ def probe_frames(
                 pts, keys, seen = _decode_timing(container, stream)
                 method = "decode"
             else:
-                first_seen: list[int | None] | None = [] if mode == "auto" else None
-                pts, keys, missing, seen = _demux_timing(container, stream, first_seen)
+                pts, keys, missing, seen, plain_start = _demux_timing(container, stream)
                 method = "demux"
                 if missing and mode == "auto":
                     method = ""
             _check_complete(seen, indexed, what)
-        if method == "demux" and mode == "auto" and pts.size:
-            # The first frame was decoded while demuxing (one pass over the file); only
-            # when that could not tell, the file is opened again to decode it.
-            first = first_seen[0] if first_seen else _first_decoded_pts(source, what)
+        if method == "demux" and mode == "auto" and pts.size and not plain_start:
+            # The decoder might hold back or drop frames at the start: decode the first
+            # one and compare (a plain start is trusted without decoding a frame).
+            first = _first_decoded_pts(source, what)
             if first != int(pts[0]):
                 log.info("%s: first decoded pts %s != demuxed %s; decoding", what, first, pts[0])
                 method = ""

@@ -11,6 +11,7 @@ import errno
 import hashlib
 import io
 import json
+import operator
 import os
 import tempfile
 import time
@@ -25,12 +26,14 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import FAST_RETRY, DemoExport, export_config
 
+import odyssey_data.api as api_module
 import odyssey_data.cli as cli
 from odyssey_data import pipeline
 from odyssey_data.api import OdysseyClient
 from odyssey_data.demo import DemoServer, make_demo_catalog
 from odyssey_data.demo.synth import DEMO_EPOCH, make_demo_recording
 from odyssey_data.errors import ConfigError, StorageError
+from odyssey_data.executors import LocalExecutor
 from odyssey_data.models import RecordingInfo
 from odyssey_data.pipeline import (
     Fetched,
@@ -353,3 +356,52 @@ def test_prefetched_task_is_processed_and_its_folder_removed(
     assert (tmp_path / "ds" / result.video.path).read_bytes() == served
     assert result.stats["attempts"] >= 1
     assert not Path(folder).exists()
+
+
+def test_reference_exports_run_in_threads_materialised_ones_in_processes(
+    demo_server: DemoServer, tmp_path: Path
+) -> None:
+    reference = export_config(demo_server, tmp_path / "a", workers=2)
+    jpeg = export_config(demo_server, tmp_path / "b", workers=2, frames="jpeg")
+    assert reference.local_threads()
+    assert not jpeg.local_threads()
+    assert not replace(reference, executor="ray").local_threads()
+    calls = [os.getpid] * 4
+    in_threads = LocalExecutor(2, threads=True)
+    in_processes = LocalExecutor(2)
+    try:
+        assert set(in_threads.map_unordered(operator.call, calls)) == {os.getpid()}
+        assert os.getpid() not in set(in_processes.map_unordered(operator.call, calls))
+    finally:
+        in_threads.close()
+        in_processes.close()
+
+
+def test_downloads_read_the_socket_in_wide_chunks() -> None:
+    # httpx has no option for its read size; the client reaches into its default
+    # transport. Should an httpx release lay that out differently, this fails (downloads
+    # would still be right, only several times slower: see benchmarks/export_speed.py).
+    with httpx.Client() as plain:
+        assert api_module._widen_reads(plain)
+    catalog = make_demo_catalog(
+        1, active=0, width=320, height=192, seconds=1.0, bitrate=16_000_000, content="noise"
+    )
+    with (
+        DemoServer(catalog) as demo_server,
+        OdysseyClient(demo_server.base_url, demo_server.api_key) as client,
+    ):
+        stream_id, url = next(
+            (info.stream_id, rec.video_url)
+            for info in client.list_recordings()
+            if (rec := client.get_recording(info.stream_id)).video_url
+        )
+        assert url is not None
+        sink = io.BytesIO()
+        stats = client.download(url, sink, what="video")
+    recording = demo_server.catalog.get(stream_id)
+    assert recording is not None
+    expected = recording.video_bytes()
+    assert expected is not None
+    assert len(expected) > 4 * api_module.READ_BYTES
+    assert sink.getvalue() == expected
+    assert stats.sha256 == hashlib.sha256(expected).hexdigest()

@@ -63,7 +63,7 @@ def test_same_dataset_on_every_target(demo_export, target: Target) -> None:
 
 
 def test_memory_target_runs_workers_in_process(fresh_server: DemoServer) -> None:
-    """memory:// exists in one process only: the export keeps the work there."""
+    """memory:// exists in one process only: the export keeps the work there (threads)."""
     url = "memory://odyssey-test-workers/dataset"
     report = export(export_config(fresh_server, url, workers=2))
     assert report.exported == 3

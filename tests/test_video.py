@@ -10,6 +10,7 @@ import av
 import numpy as np
 import pytest
 
+from odyssey_data import video
 from odyssey_data.errors import DecodeError
 from odyssey_data.video import encode_video, iter_decoded, probe_frames, read_frames
 
@@ -56,6 +57,46 @@ def test_bframes_make_decode_order_differ(vfr_video: Path) -> None:
         packet_pts = [p.pts for p in container.demux(video=0) if p.pts is not None]
     assert packet_pts != sorted(packet_pts)  # B-frames present: the test is meaningful
     assert probe_frames(vfr_video).method == "demux"
+
+
+def test_a_plain_start_is_trusted_without_decoding(
+    vfr_video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first packet is a key frame shown first: no frame is decoded to check it.
+    def no_decoding(*args: object) -> None:
+        raise AssertionError("decoded a frame for a stream that starts plainly")
+
+    monkeypatch.setattr(video, "_first_decoded_pts", no_decoding)
+    timing = probe_frames(vfr_video)
+    assert timing.method == "demux"
+    assert timing.pts.tolist() == decoded_pts(vfr_video)
+
+
+def cut_after_key_frame(src: Path, dst: Path, drop: int) -> None:
+    """Remux ``src`` without its first ``drop`` packets in decode order (a cut stream)."""
+    with av.open(str(src)) as source, av.open(str(dst), "w", format="mp4") as target:
+        stream = source.streams.video[0]
+        out = target.add_stream_from_template(stream)
+        for index, packet in enumerate(source.demux(stream)):
+            if packet.dts is None or index < drop:
+                continue
+            packet.stream = out
+            target.mux(packet)
+
+
+def test_a_stream_cut_after_its_key_frame_is_decoded(vfr_video: Path, tmp_path: Path) -> None:
+    # Starts with P- and B-frames whose reference is gone: the decoder drops them until
+    # the next key frame, so the demuxed timing would list frames nobody sees.
+    cut = tmp_path / "cut.mp4"
+    cut_after_key_frame(vfr_video, cut, drop=1)
+    with av.open(str(cut)) as container:
+        first = next(p for p in container.demux(video=0) if p.size)
+        assert not first.is_keyframe  # the test is meaningful
+    presented = decoded_pts(cut)
+    assert len(presented) < probe_frames(cut, mode="demux").frame_count
+    timing = probe_frames(cut)
+    assert timing.method == "decode"
+    assert timing.pts.tolist() == presented
 
 
 def test_probe_accepts_file_objects(vfr_video: Path) -> None:

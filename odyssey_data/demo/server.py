@@ -590,7 +590,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._s3_error(404, "NoSuchKey", "The specified key does not exist.")
             return
         size = len(data)
-        headers = {"Accept-Ranges": "bytes", "ETag": f'"{hashlib.md5(data).hexdigest()}"'}  # noqa: S324 (S3 ETag)
+        headers = {"Accept-Ranges": "bytes", "ETag": self.demo._etag(stream_id, name, data)}
         spec = self.headers.get("Range")
         match = _RANGE.match(spec.strip()) if spec else None
         if match is None or match.group(1) == match.group(2) == "":
@@ -708,8 +708,22 @@ class DemoServer:
         self._tokens: dict[str, float] = {}
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
+        # ETag per blob, kept with the bytes it was computed from (hashing a 30 MB video
+        # on every request would cost the machine as much CPU as the client's download).
+        self._etags: dict[tuple[str, str], tuple[bytes, str]] = {}
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+
+    def _etag(self, stream_id: str, name: str, data: bytes) -> str:
+        """The blob's ETag (quoted MD5, as S3 gives for a single-part upload), cached."""
+        with self._lock:
+            cached = self._etags.get((stream_id, name))
+        if cached is not None and cached[0] is data:
+            return cached[1]
+        etag = f'"{hashlib.md5(data).hexdigest()}"'  # noqa: S324 (S3's ETag is an MD5)
+        with self._lock:
+            self._etags[(stream_id, name)] = (data, etag)
+        return etag
 
     def _throttled_write(self, wfile: Any, body: bytes) -> None:
         """Write ``body`` in chunks, no faster than ``throttle_bytes_per_s`` overall.
