@@ -10,6 +10,7 @@ CLI (``odyssey-data``) with the same code through ``PYTHONPATH``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -18,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from odyssey_data.demo import DemoServer  # noqa: E402
 from odyssey_data.demo.synth import DemoCatalog, make_demo_catalog  # noqa: E402
 
 CACHE = Path(os.environ.get("ODYSSEY_BENCH_CACHE", "/tmp/odyssey-data-bench-cache"))
@@ -89,6 +92,18 @@ def full_size_catalog(n: int, *, seconds: float, seed: int = 0) -> DemoCatalog:
         bitrate=BITRATE,
         content="noise",
     )
+
+
+@contextlib.contextmanager
+def serve(catalog: DemoCatalog, **options: Any) -> Iterator[DemoServer]:
+    """The demo server on 127.0.0.1 with every file made and hashed before any measured run.
+
+    A remote object store spends none of this machine's CPU on ETags; the demo server
+    would otherwise hash each video at its first request, inside the first measured run.
+    """
+    with DemoServer(catalog, **options) as server:
+        server.warm()
+        yield server
 
 
 def video_files(catalog: DemoCatalog, folder: Path) -> list[Path]:

@@ -26,8 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as common
 
-from odyssey_data.demo import DemoServer
-
 
 def _decode(paths: list[str], jpeg: bool) -> int:
     import av
@@ -81,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     with (
         tempfile.TemporaryDirectory(prefix="odyssey-bench-") as tmp,
-        DemoServer(catalog, page_cap=100) as server,
+        common.serve(catalog, page_cap=100) as server,
     ):
         paths = common.video_files(catalog, Path(tmp) / "videos")
         base = ["export", "--workers", "2", "--overwrite", "-q"]

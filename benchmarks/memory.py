@@ -20,8 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as common
 
-from odyssey_data.demo import DemoServer
-
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -35,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
         catalog = common.full_size_catalog(1, seconds=seconds, seed=1)
         with (
             tempfile.TemporaryDirectory(prefix="odyssey-bench-") as tmp,
-            DemoServer(catalog, page_cap=100) as server,
+            common.serve(catalog, page_cap=100) as server,
         ):
             for mode in modes:
                 extra = ["--frames", "jpeg", "--resize", "256x144"] if mode == "jpeg" else []

@@ -21,8 +21,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as common
 
-from odyssey_data.demo import DemoServer
-
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -39,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     extra = ["--frames", "jpeg", "--resize", "256x144"] if args.mode == "jpeg" else []
     with (
         tempfile.TemporaryDirectory(prefix="odyssey-bench-") as tmp,
-        DemoServer(catalog, page_cap=100) as server,
+        common.serve(catalog, page_cap=100) as server,
     ):
         base = ["export", "--workers", "2", "--overwrite", "-q", *extra]
         processing, _ = common.run_cli([*base, f"{tmp}/free"], server)

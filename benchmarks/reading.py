@@ -27,7 +27,6 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from odyssey_data import open_dataset
-from odyssey_data.demo import DemoServer
 from odyssey_data.pipeline import export
 
 
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     catalog = common.cached_catalog(args.recordings, seed=7, seconds=args.seconds)
     with tempfile.TemporaryDirectory(prefix="odyssey-bench-") as tmp:
-        with DemoServer(catalog, page_cap=100) as server:
+        with common.serve(catalog, page_cap=100) as server:
             export(output=f"{tmp}/ds", api_url=server.base_url, api_key=server.api_key, workers=2)
         shards = sorted(Path(tmp, "ds", "frames").glob("*.parquet"))
         groups = []  # (min, max, compressed bytes) per row group

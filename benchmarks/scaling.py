@@ -21,7 +21,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as common
 
-from odyssey_data.demo import DemoServer
 from odyssey_data.pipeline import ExportReport, ProgressSink, RecordingResult, export
 
 
@@ -54,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     steady = {}
     with (
         tempfile.TemporaryDirectory(prefix="odyssey-bench-") as tmp,
-        DemoServer(catalog, page_cap=100) as server,
+        common.serve(catalog, page_cap=100) as server,
     ):
         common_options = {"api_url": server.base_url, "api_key": server.api_key, "workers": 2}
         for n in (args.small, args.large):

@@ -725,6 +725,22 @@ class DemoServer:
             self._etags[(stream_id, name)] = (data, etag)
         return etag
 
+    def warm(self) -> None:
+        """Make every recording's files and their ETags now, not at the first request.
+
+        For measurements: an object store does not hash a video while serving it, so
+        the demo server should not spend CPU on it inside a measured export either.
+        """
+        for rec in self.catalog.snapshot():
+            for name, data in (
+                ("video.mp4", rec.video_bytes()),
+                ("preview.mp4", rec.video_bytes()),
+                ("thumbnail.jpg", rec.thumbnail_bytes()),
+                ("events.jsonl", rec.events_bytes()),
+            ):
+                if data is not None:
+                    self._etag(rec.stream_id, name, data)
+
     def _throttled_write(self, wfile: Any, body: bytes) -> None:
         """Write ``body`` in chunks, no faster than ``throttle_bytes_per_s`` overall.
 
