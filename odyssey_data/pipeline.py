@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import shutil
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -449,15 +449,19 @@ class _Prefetcher:
 
     The local executor's workers then only process: while they work on the recordings
     in flight, the next ones download (download and processing overlap instead of every
-    worker downloading, then every worker processing). Each task's folder is removed by
-    the worker that processes it; :meth:`close` (after the executor is closed) removes
-    any left by tasks never processed (an error, an interrupted export).
+    worker downloading, then every worker processing). Downloads run on whatever the
+    consumer does, up to ``2 × ahead`` recordings fetched (or fetching) and not yet
+    handed on, so the link stays busy while the workers are busy and the disk holds a
+    bounded number of videos. Each task's folder is removed by the worker that
+    processes it; :meth:`close` (after the executor is closed) removes any left by tasks
+    never processed (an error, an interrupted export).
     """
 
     def __init__(self, ahead: int) -> None:
         self.ahead = ahead
         self._folders: list[str] = []
         self._pool = ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="odyssey-fetch")
+        self._stop = threading.Event()
 
     def _run(self, task: RecordingTask) -> RecordingTask:
         folder = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}odyssey-data-", dir=task.store.scratch_dir())
@@ -466,16 +470,37 @@ class _Prefetcher:
 
     def tasks(self, tasks: Iterable[RecordingTask]) -> Iterator[RecordingTask]:
         """``tasks`` in order, each with its files fetched (``prefetched``)."""
-        queue: deque[Future[RecordingTask]] = deque()
-        for task in tasks:
-            queue.append(self._pool.submit(self._run, task))
-            if len(queue) > self.ahead:
-                yield queue.popleft().result()
-        while queue:
-            yield queue.popleft().result()
+        handed: queue.Queue[Future[RecordingTask] | BaseException | None] = queue.Queue()
+        slots = threading.Semaphore(2 * self.ahead)
+
+        def feed() -> None:
+            try:
+                for task in tasks:
+                    while not slots.acquire(timeout=0.1):
+                        if self._stop.is_set():
+                            return
+                    if self._stop.is_set():
+                        return
+                    handed.put(self._pool.submit(self._run, task))
+            except BaseException as exc:  # handed to the consumer, raised there
+                handed.put(exc)
+            finally:
+                handed.put(None)
+
+        feeder = threading.Thread(target=feed, name="odyssey-fetch-feed", daemon=True)
+        feeder.start()
+        try:
+            while (item := handed.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                slots.release()
+                yield item.result()
+        finally:
+            self._stop.set()
 
     def close(self) -> None:
         """Stop fetching and remove every folder still there (call once no worker runs)."""
+        self._stop.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
         for folder in self._folders:
             shutil.rmtree(folder, ignore_errors=True)

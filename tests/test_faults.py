@@ -22,11 +22,12 @@ import pytest
 from conftest import FAST_RETRY, export_config
 from raw_http import KEY, Conn, RawHTTPServer, Seen, free_port, serve_api, serve_range
 
+from odyssey_data import pipeline
 from odyssey_data.api import OdysseyClient, RetryPolicy
 from odyssey_data.cli import main
 from odyssey_data.demo import DemoCatalog, DemoServer, make_demo_catalog
 from odyssey_data.errors import ApiResponseError, DownloadError
-from odyssey_data.pipeline import ExportReport, ProgressSink, RecordingResult, export
+from odyssey_data.pipeline import ExportReport, Fetched, RecordingTask, export
 
 DATA = bytes(range(256)) * 400  # 100 KiB
 
@@ -435,24 +436,27 @@ def test_other_403_and_404_fail_that_recording_without_retrying(
     assert server.request_log.count("GET", blob_path(denied)) == 1
 
 
-class ExpireTokensAfterFirst(ProgressSink):
-    def __init__(self, server: DemoServer) -> None:
-        self.server = server
-        self.done = 0
+def test_401_on_the_api_refreshes_the_token_once(
+    server: DemoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One download thread (workers=1) fetches the recordings one after the other with
+    # one client: its token dies after the first recording, so the second one's API
+    # call meets a 401.
+    real_fetch = pipeline.fetch
+    fetched: list[str] = []
 
-    def advance(self, result: RecordingResult) -> None:
-        self.done += 1
-        if self.done == 1:
-            self.server.expire_tokens()
+    def fetch_then_expire(task: RecordingTask, folder: str) -> Fetched:
+        done = real_fetch(task, folder)
+        fetched.append(task.info.stream_id)
+        if len(fetched) == 1:
+            server.expire_tokens()
+        return done
 
-
-def test_401_on_the_api_refreshes_the_token_once(server: DemoServer, tmp_path: Path) -> None:
-    report = export(
-        export_config(server, tmp_path / "out"), progress=ExpireTokensAfterFirst(server)
-    )
+    monkeypatch.setattr(pipeline, "fetch", fetch_then_expire)
+    report = export(export_config(server, tmp_path / "out"))
     assert (report.exported, report.failed) == (3, 0)
     assert server.request_log.count("GET", "/recordings/", 401) == 1
-    # The listing's token, the worker's token, and the one refresh.
+    # The listing's token, the download thread's token, and the one refresh.
     assert server.request_log.count("POST", "/auth/token", 200) == 3
 
 

@@ -317,7 +317,7 @@ def test_prefetcher_fetches_ahead_and_cleans_up_unprocessed_tasks(
     monkeypatch.setattr(pipeline, "fetch", fake_fetch)
     store = DatasetStore(str(tmp_path / "ds"))
     tasks = [
-        RecordingTask(RecordingInfo(stream_id=f"s{i}"), "http://x", "k", store) for i in range(5)
+        RecordingTask(RecordingInfo(stream_id=f"s{i}"), "http://x", "k", store) for i in range(9)
     ]
     prefetcher = pipeline._Prefetcher(2)
     stream = prefetcher.tasks(iter(tasks))
@@ -325,11 +325,19 @@ def test_prefetcher_fetches_ahead_and_cleans_up_unprocessed_tasks(
     assert first.info.stream_id == "s0"
     assert first.prefetched is not None
     assert Path(first.prefetched.folder, "video.mp4").exists()
-    # While the first is handed out, the next ones are already downloading / downloaded.
+    # While the consumer holds the first (busy, not asking for more), downloads go on
+    # up to 2 x ahead recordings not yet handed on, and no further.
     deadline = time.monotonic() + 5
-    while len(fetched) < 3 and time.monotonic() < deadline:
+    while len(fetched) < 5 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert sorted(fetched) == ["s0", "s1", "s2"]
+    time.sleep(0.3)
+    assert sorted(fetched) == ["s0", "s1", "s2", "s3", "s4"]
+    assert next(stream).info.stream_id == "s1"  # in order; one more may now download
+    deadline = time.monotonic() + 5
+    while len(fetched) < 6 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    assert len(fetched) == 6
     # Interrupted here: close removes every folder, handed out or not.
     prefetcher.close()
     assert not [p for p in _tree(tmp_path / "ds") if ".tmp-" in p]
