@@ -137,7 +137,7 @@ def run_cli(args: list[str], server: Any) -> tuple[float, int]:
     # version manager's shim found first on PATH (pyenv's adds ~0.1 s of bash).
     beside = Path(sys.executable).parent / "odyssey-data"
     exe = str(beside) if beside.exists() else shutil.which("odyssey-data")
-    command = [exe] if exe else [sys.executable, "-c", "from odyssey_data.cli import main; main()"]
+    command = [exe] if exe else [sys.executable, "-c", "from odyssey_data.cli import run; run()"]
     wrapper = (
         "import resource, subprocess, sys, time\n"
         "t = time.perf_counter()\n"

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
+
 import odyssey_data
+from odyssey_data import open_dataset
+from odyssey_data.demo import DemoServer
 
 PACKAGE = Path(odyssey_data.__file__).parent
 
@@ -74,3 +79,49 @@ def test_cli_entry_point_runs() -> None:
         check=True,
     )
     assert odyssey_data.__version__ in done.stdout
+
+
+def test_the_command_spares_its_process_the_pandas_import(
+    demo_server: DemoServer, tmp_path: Path
+) -> None:
+    """pyarrow would import pandas at its first array just to ask whether the input is
+    a pandas object; the command answers that without it, and pandas stays importable.
+
+    A stand-in ``pandas`` (first on the path, whatever is installed) records its import.
+    """
+    fake = tmp_path / "site" / "pandas"
+    fake.mkdir(parents=True)
+    marker = tmp_path / "pandas-imported"
+    (fake / "__init__.py").write_text(
+        f"open({str(marker)!r}, 'a').write('imported\\n')\n__version__ = '0.0'\n"
+    )
+    code = (
+        "import atexit, sys\n"
+        "def after():\n"
+        "    print('imported-during-the-run', 'pandas' in sys.modules)\n"
+        "    import pandas\n"  # still importable once the command ran
+        "    print('after-exit-import-ok')\n"
+        "atexit.register(after)\n"
+        "from odyssey_data.cli import run\n"
+        "run()\n"
+    )
+    env = {
+        **os.environ,
+        # The stand-in first, then this checkout's package (the one under test).
+        "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(PACKAGE.parent)]),
+        "ODYSSEY_API_URL": demo_server.base_url,
+        "ODYSSEY_API_KEY": demo_server.api_key,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code, "export", str(tmp_path / "out"), "--workers", "2", "-q"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert done.returncode in (0, 3), done.stderr  # 3: the demo's live stream is skipped
+    assert "imported-during-the-run False" in done.stdout
+    assert "after-exit-import-ok" in done.stdout
+    # Imported once: by the atexit hook, never during the export.
+    assert marker.read_text() == "imported\n"
+    assert open_dataset(str(tmp_path / "out")).frames.select(pl.len()).collect().item() > 0
