@@ -72,6 +72,28 @@ def test_a_plain_start_is_trusted_without_decoding(
     assert timing.pts.tolist() == decoded_pts(vfr_video)
 
 
+def test_the_probe_reads_the_size_again_when_probing_did_not_tell(
+    vfr_video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Probing opens the file without decoding a frame; a codec whose size only a decoded
+    # header tells would report 0x0 there, and the probe then asks a normal open.
+    real_open = video._open
+    packets_only_opens = []
+
+    def open_without_size(source: object, what: str, *, packets_only: bool = False) -> object:
+        container = real_open(source, what, packets_only=packets_only)  # type: ignore[arg-type]
+        if packets_only:
+            packets_only_opens.append(source)
+            container.streams.video[0].codec_context.width = 0
+        return container
+
+    monkeypatch.setattr(video, "_open", open_without_size)
+    timing = probe_frames(vfr_video)
+    assert packets_only_opens == [vfr_video]
+    assert (timing.width, timing.height) == (160, 96)
+    assert timing.pts.tolist() == decoded_pts(vfr_video)
+
+
 def cut_after_key_frame(src: Path, dst: Path, drop: int) -> None:
     """Remux ``src`` without its first ``drop`` packets in decode order (a cut stream)."""
     with av.open(str(src)) as source, av.open(str(dst), "w", format="mp4") as target:
