@@ -241,6 +241,8 @@ class DownloadStats:
     attempts: int = 0
     refreshes: int = 0
     sha256: str | None = None
+    #: The full size the server announced, once known (``None`` when it did not say).
+    size: int | None = None
 
 
 @dataclass(slots=True)
@@ -758,6 +760,7 @@ class OdysseyClient:
             state["resumable"] = not encoded and (
                 response.headers.get("Accept-Ranges") == "bytes" or status == 206
             )
+            stats.size = total
             if total is not None and total > self.max_download_bytes:
                 raise DownloadError(
                     f"{what}: {total} bytes is above the download cap of "

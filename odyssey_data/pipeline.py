@@ -26,6 +26,7 @@ An events log in the script shape, without a script in the detail, is aligned to
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -38,7 +39,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any
+from typing import IO, Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -62,6 +63,7 @@ from odyssey_data.errors import (
 )
 from odyssey_data.events import parse_events
 from odyssey_data.executors import default_workers, make_executor
+from odyssey_data.growing import GrowingReader, Growth, StartedOver, WatchedWriter
 from odyssey_data.images import FORMATS, image_encoder, target_size
 from odyssey_data.manifest import Manifest, RecordingStatus
 from odyssey_data.models import (
@@ -124,6 +126,15 @@ class FrameOptions:
     def materialised(self) -> bool:
         """True when frames are encoded into the ``image`` column."""
         return self.mode != "reference"
+
+    def streams(self) -> bool:
+        """True when frames are decoded while the video downloads (see ``_stream``).
+
+        Materialised frames, every one of them: the images are made in presentation
+        order as the bytes arrive. With ``fps`` only some are kept, which is known once
+        every frame's time is, so those recordings are decoded after the download.
+        """
+        return self.materialised and self.fps is None
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for impossible options (before any work starts)."""
@@ -561,14 +572,93 @@ def process_recording(task: RecordingTask) -> RecordingResult:
     with tempfile.TemporaryDirectory(
         prefix=f"{TMP_PREFIX}odyssey-data-", dir=task.store.scratch_dir()
     ) as tmp:
+        if task.frame_options.streams():
+            return _stream(task, tmp)
         return _finish(task, fetch(task, tmp))
 
 
-def fetch(task: RecordingTask, folder: str) -> Fetched:
+def _stream(task: RecordingTask, folder: str) -> RecordingResult:
+    """Fetch in a thread while this one decodes and encodes the frames as they arrive.
+
+    The images are kept by pts in a file; once the download is whole, the usual steps
+    (probe, align, checks) build the rows and take their images from that file. When
+    decoding the growing file fails (the download started over or failed, a decoder
+    error) the images come from the finished file instead, as without streaming.
+    """
+    growth = Growth()
+    box: dict[str, Fetched] = {}
+
+    def download() -> None:
+        try:
+            box["fetched"] = fetch(task, folder, video_growth=growth)
+        finally:
+            growth.finish()
+
+    thread = threading.Thread(target=download, name="odyssey-stream-fetch", daemon=True)
+    thread.start()
+    encoded: str | None = None
+    try:
+        encoded = _encode_as_it_arrives(task, folder, growth)
+    finally:
+        thread.join()
+    if "fetched" not in box:  # the fetch thread died of a programming error
+        raise RuntimeError(f"recording {task.info.stream_id!r}: the download thread failed")
+    result = _finish(task, box["fetched"], encoded=encoded)
+    result.stats["streamed"] = encoded is not None
+    return result
+
+
+def _encode_as_it_arrives(task: RecordingTask, folder: str, growth: Growth) -> str | None:
+    """Decode the growing video, encode every frame; the file of (pts, image) or None."""
+    options = task.frame_options
+    what = f"recording {task.info.stream_id!r}"
+    growth.started.wait()
+    if growth.failed or not (growth.written or not growth.finished):
+        return None
+    encode = image_encoder(options.mode, options.quality)
+    path = os.path.join(folder, "images.arrow")
+    schema = pa.schema([pa.field("pts", pa.int64()), IMAGE_FIELD])
+    pts: list[int] = []
+    images: list[bytes] = []
+    try:
+        with (
+            GrowingReader(os.path.join(folder, "video.mp4"), growth) as reader,
+            pa.ipc.new_file(path, schema) as sink,
+        ):
+
+            def flush() -> None:
+                sink.write_batch(pa.record_batch([pa.array(pts, pa.int64()), images], schema))
+                pts.clear()
+                images.clear()
+
+            frames = decode_frames(
+                cast("IO[bytes]", reader),
+                size=lambda w, h: target_size(options.resize, w, h),
+                threads=1,
+                what=what,
+            )
+            for frame_pts, rgb in frames:
+                pts.append(frame_pts)
+                images.append(encode(rgb))
+                if len(images) == _IMAGE_BATCH:
+                    flush()
+            if images:
+                flush()
+    except (StartedOver, OdysseyDataError, OSError) as exc:
+        log.info("%s: decoding while downloading stopped (%s); decoding the whole file", what, exc)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return None
+    return path
+
+
+def fetch(task: RecordingTask, folder: str, video_growth: Growth | None = None) -> Fetched:
     """Download a recording's video, events log (and media) into ``folder``.
 
     Never raises for a failed download or a recording the API no longer knows: the
-    :class:`Fetched` then carries the failed (or skipped) result.
+    :class:`Fetched` then carries the failed (or skipped) result. With ``video_growth``
+    the video's progress is reported there as it downloads (see :mod:`.growing`), and it
+    is finished on every path, video downloaded or not.
     """
     info = task.info
     sid = info.stream_id
@@ -594,13 +684,20 @@ def fetch(task: RecordingTask, folder: str) -> Fetched:
                 got = DownloadStats()
                 downloads.append(got)
                 with open(os.path.join(folder, name), "w+b") as handle:
+                    dest: Any = handle
+                    if video_growth is not None and name == "video.mp4":
+                        dest = WatchedWriter(handle, video_growth, lambda: got.size)
+                        video_growth.started.set()
                     api.download(
                         url,
-                        handle,
+                        dest,
                         what=f"{what} {kind}",
                         refresh_url=lambda: getattr(_artifacts(api, info)[0], field_name),
                         stats=got,
                     )
+                if dest is not handle:
+                    assert video_growth is not None
+                    video_growth.finish()
                 return got
 
             video = get(recording.video_url, "video.mp4", "video", "video_url")
@@ -638,6 +735,8 @@ def fetch(task: RecordingTask, folder: str) -> Fetched:
             )
     except OdysseyDataError as exc:
         fetched.result = RecordingResult(sid, "failed", str(exc))
+    if video_growth is not None:
+        video_growth.finish(failed=fetched.result is not None)
     attempts = sum(d.attempts for d in downloads)
     api_retried = client.api_retries - api_retries if client is not None else 0
     fetched.stats = {
@@ -649,8 +748,12 @@ def fetch(task: RecordingTask, folder: str) -> Fetched:
     return fetched
 
 
-def _finish(task: RecordingTask, fetched: Fetched) -> RecordingResult:
-    """The unit of work after :func:`fetch`: build the result from the fetched files."""
+def _finish(task: RecordingTask, fetched: Fetched, encoded: str | None = None) -> RecordingResult:
+    """The unit of work after :func:`fetch`: build the result from the fetched files.
+
+    ``encoded``: the frames' images already made while the video downloaded (a file
+    of pts and image, see :func:`_stream`).
+    """
     started = time.perf_counter()
     result = fetched.result
     if result is None:
@@ -664,6 +767,7 @@ def _finish(task: RecordingTask, fetched: Fetched) -> RecordingResult:
                 fetched.script,
                 fetched.media,
                 video_sha256=fetched.video_sha256,
+                encoded=encoded,
             )
             result.stats["video_bytes"] = fetched.video_bytes
             result.stats["download_s"] = fetched.download_s
@@ -683,6 +787,7 @@ def _build(
     media: Mapping[str, tuple[str, str | None]] | None = None,
     *,
     video_sha256: str | None = None,
+    encoded: str | None = None,
 ) -> RecordingResult:
     """Probe, parse, align; then move (or copy) the video and media into the dataset.
 
@@ -757,7 +862,9 @@ def _build(
         frames = frames.take(pa.array(resample_positions(ts, options.fps, unique=True)))
     spilled = None
     if options.materialised:
-        frames, spilled = _materialise(frames, timing, video_file, options, what, task.spill_dir)
+        frames, spilled = _materialise(
+            frames, timing, video_file, options, what, task.spill_dir, encoded
+        )
     interval = float(np.median(np.diff(ts))) if n > 1 else 0.0
     video_end = float(ts[-1]) + interval
     segments = build_segments(sid, ts, timeline, video_end, lags)
@@ -864,8 +971,12 @@ def _materialise(
     options: FrameOptions,
     what: str,
     spill_dir: str | None = None,
+    encoded: str | None = None,
 ) -> tuple[pa.Table, SpilledFrames | None]:
     """Add the ``image`` column: decode the video once, encode the kept frames.
+
+    With ``encoded`` (a file of pts and image made while the video downloaded) the
+    images come from there instead, checked pts by pts against the rows.
 
     Frames stream through one at a time and rows are finished in batches of
     ``_IMAGE_BATCH``. With ``spill_dir`` each batch goes to an Arrow IPC file there as it
@@ -909,10 +1020,20 @@ def _materialise(
     try:
         # Recordings run one per core in parallel, so each decoder keeps to one thread.
         # Frames come in presentation order, as the rows are (sorted by pts).
-        for pts, rgb in decode_frames(video_file, size=size, keep=wanted, threads=1, what=what):
+        made = (
+            _encoded_images(encoded, wanted)
+            if encoded is not None
+            else (
+                (pts, encode(rgb))
+                for pts, rgb in decode_frames(
+                    video_file, size=size, keep=wanted, threads=1, what=what
+                )
+            )
+        )
+        for pts, image in made:
             if done + len(images) >= n or pts != keep[done + len(images)]:
                 break
-            images.append(encode(rgb))
+            images.append(image)
             if len(images) == _IMAGE_BATCH:
                 finish()
         missing = n - done - len(images)
@@ -932,6 +1053,19 @@ def _materialise(
     if path is not None:
         return frames.slice(0, 0), SpilledFrames(path, n, os.path.getsize(path))
     return pa.concat_tables(kept), None
+
+
+def _encoded_images(path: str, wanted: set[int]) -> Iterator[tuple[int, bytes]]:
+    """(pts, image) of the wanted frames from a file made by :func:`_stream`."""
+    with pa.OSFile(path, "rb") as source:
+        reader = pa.ipc.open_file(source)
+        for i in range(reader.num_record_batches):
+            batch = reader.get_batch(i)
+            for pts, image in zip(
+                batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True
+            ):
+                if pts in wanted:
+                    yield pts, image
 
 
 #: Materialised rows finished (and spilled) at a time.
@@ -1346,7 +1480,12 @@ def _export_locked(
     )
     # Local workers share this machine's disk: their downloads run ahead here, one
     # thread per worker, so the next recordings arrive while the current ones process.
-    prefetcher = _Prefetcher(workers or default_workers()) if config.executor == "local" else None
+    # (Unless the workers decode while they download: materialised frames, see _stream.)
+    prefetcher = (
+        _Prefetcher(workers or default_workers())
+        if config.executor == "local" and not config.frame_options().streams()
+        else None
+    )
     try:
         todo, skipped, report.already = _select(client, config, manifest)
         sink.start(len(todo) + len(skipped))
