@@ -231,6 +231,20 @@ def test_export_on_ray_equals_the_local_export(
     assert manifest["options"]["executor"] == "ray"
 
 
+def test_materialised_frames_on_ray_equal_the_local_ones(
+    ray_instance: None, demo_server: DemoServer, tmp_path: Path
+) -> None:
+    # Ray workers download themselves and decode while the video arrives (images kept
+    # in memory there, not spilled): the same images as the local worker processes.
+    options = {"frames": "jpeg", "resize": (64, 36), "workers": 2}
+    on_ray = export(export_config(demo_server, tmp_path / "ray", executor="ray", **options))
+    local = export(export_config(demo_server, tmp_path / "local", **options))
+    assert on_ray.exported == local.exported > 0
+    got, want = tables(str(tmp_path / "ray")), tables(str(tmp_path / "local"))
+    assert_same_tables(got, want)
+    assert got["frames"]["image"].to_list() == want["frames"]["image"].to_list()
+
+
 def test_export_on_ray_to_s3_equals_the_local_export(
     ray_instance: None, demo_export: DemoExport
 ) -> None:
