@@ -35,6 +35,7 @@ __all__ = [
     "PROMPT_KINDS",
     "TIME_TOLERANCE_S",
     "PromptTimeline",
+    "TickSelector",
     "align_frames",
     "build_segments",
     "prompt_lags",
@@ -295,3 +296,61 @@ def resample_positions(
     if unique:
         positions = np.unique(positions)
     return positions
+
+
+class TickSelector:
+    """:func:`resample_positions` with ``unique=True``, one frame at a time.
+
+    Feed the frames' times in order (seconds since the first frame, so the first is 0);
+    each call returns the positions that became kept, each once, in order: the previous
+    frame or this one (a later tick can no longer pick an earlier frame). :meth:`finish`
+    returns what the end of the video decides. The positions are those
+    ``resample_positions(times, fps, unique=True)`` gives on the whole array, so frames
+    can be selected while a video is still being decoded.
+    """
+
+    def __init__(self, fps: float) -> None:
+        if not fps > 0:
+            raise ConfigError(f"fps must be positive, not {fps}")
+        self.fps = fps
+        self._tick = 0  # the next tick not yet decided
+        self._count = 0  # frames fed
+        self._start = 0.0  # the first frame's time (the first tick)
+        self._previous = 0.0
+        self._kept = -1  # the last position kept
+
+    def _keep(self, position: int, out: list[int]) -> None:
+        if position != self._kept:
+            self._kept = position
+            out.append(position)
+
+    def feed(self, time_s: float) -> list[int]:
+        """The positions kept once the frame at ``time_s`` is known."""
+        out: list[int] = []
+        position = self._count
+        if position == 0:
+            self._start = time_s
+        while True:
+            tick = self._start + float(self._tick) / self.fps
+            if tick > time_s:
+                break
+            if position == 0:
+                self._keep(0, out)
+            else:
+                # Nearest neighbour; a tie goes to the earlier frame (as resample_positions).
+                left = abs(tick - self._previous) <= abs(time_s - tick)
+                self._keep(position - 1 if left else position, out)
+            self._tick += 1
+        self._previous = time_s
+        self._count += 1
+        return out
+
+    def finish(self) -> list[int]:
+        """The positions the end of the video keeps (ticks just past the last frame)."""
+        if self._count == 0:
+            return []
+        count = int(np.floor((self._previous - self._start) * self.fps + 1e-9)) + 1
+        out: list[int] = []
+        if self._tick < count:
+            self._keep(self._count - 1, out)
+        return out

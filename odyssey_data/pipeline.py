@@ -45,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 
 from odyssey_data.align import (
+    TickSelector,
     align_frames,
     build_segments,
     prompt_lags,
@@ -91,7 +92,13 @@ from odyssey_data.storage import (
     safe_name,
     utc_now_iso,
 )
-from odyssey_data.video import FrameTiming, ProbeMode, decode_frames, probe_frames
+from odyssey_data.video import (
+    FrameTiming,
+    ProbeMode,
+    decode_frames,
+    probe_frames,
+    stream_params,
+)
 
 __all__ = [
     "ExportConfig",
@@ -128,13 +135,9 @@ class FrameOptions:
         return self.mode != "reference"
 
     def streams(self) -> bool:
-        """True when frames are decoded while the video downloads (see ``_stream``).
-
-        Materialised frames, every one of them: the images are made in presentation
-        order as the bytes arrive. With ``fps`` only some are kept, which is known once
-        every frame's time is, so those recordings are decoded after the download.
-        """
-        return self.materialised and self.fps is None
+        """True when frames are decoded while the video downloads (see ``_stream``):
+        materialised frames, whose images are made as the bytes arrive."""
+        return self.materialised
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for impossible options (before any work starts)."""
@@ -609,39 +612,64 @@ def _stream(task: RecordingTask, folder: str) -> RecordingResult:
 
 
 def _encode_as_it_arrives(task: RecordingTask, folder: str, growth: Growth) -> str | None:
-    """Decode the growing video, encode every frame; the file of (pts, image) or None."""
+    """Decode the growing video, encode the frames kept; the file of (pts, image) or None.
+
+    Every frame is kept, or with ``fps`` the ones :class:`TickSelector` picks as their
+    times arrive (the rows pick the same from the whole video; _materialise checks).
+    """
     options = task.frame_options
     what = f"recording {task.info.stream_id!r}"
     growth.started.wait()
     if growth.failed or not (growth.written or not growth.finished):
         return None
+    video = os.path.join(folder, "video.mp4")
     encode = image_encoder(options.mode, options.quality)
     path = os.path.join(folder, "images.arrow")
     schema = pa.schema([pa.field("pts", pa.int64()), IMAGE_FIELD])
     pts: list[int] = []
     images: list[bytes] = []
     try:
-        with (
-            GrowingReader(os.path.join(folder, "video.mp4"), growth) as reader,
-            pa.ipc.new_file(path, schema) as sink,
-        ):
+        with GrowingReader(video, growth) as head:
+            time_base, width, height = stream_params(cast("IO[bytes]", head), what)
+        with GrowingReader(video, growth) as reader, pa.ipc.new_file(path, schema) as sink:
+
+            def emit(frame_pts: int, rgb: np.ndarray) -> None:
+                pts.append(frame_pts)
+                images.append(encode(rgb))
+                if len(images) == _IMAGE_BATCH:
+                    flush()
 
             def flush() -> None:
                 sink.write_batch(pa.record_batch([pa.array(pts, pa.int64()), images], schema))
                 pts.clear()
                 images.clear()
 
+            selector = TickSelector(options.fps) if options.fps is not None else None
+            held: tuple[int, np.ndarray] | None = None  # the last frame, maybe kept later
+            first: int | None = None
+            position = 0
             frames = decode_frames(
                 cast("IO[bytes]", reader),
-                size=lambda w, h: target_size(options.resize, w, h),
+                size=target_size(options.resize, width, height),
                 threads=1,
                 what=what,
             )
             for frame_pts, rgb in frames:
-                pts.append(frame_pts)
-                images.append(encode(rgb))
-                if len(images) == _IMAGE_BATCH:
-                    flush()
+                if selector is None:
+                    emit(frame_pts, rgb)
+                    continue
+                first = frame_pts if first is None else first
+                # As FrameTiming.timestamps_s computes it (the rows' times).
+                time_s = float(frame_pts - first) * time_base.numerator / time_base.denominator
+                for kept in selector.feed(time_s):
+                    if kept < position:
+                        assert held is not None
+                        emit(*held)
+                    else:
+                        emit(frame_pts, rgb)
+                held, position = (frame_pts, rgb), position + 1
+            if selector is not None and held is not None and selector.finish():
+                emit(*held)
             if images:
                 flush()
     except (StartedOver, OdysseyDataError, OSError) as exc:
@@ -988,6 +1016,11 @@ def _materialise(
     keep = frames.column("pts").to_numpy()
     n = frames.num_rows
     wanted = set(int(p) for p in keep)
+    if encoded is not None and not np.array_equal(_encoded_pts(encoded), keep):
+        # Made from the growing file, they are not the frames the rows want (a stream
+        # whose first decoded frame is not its first packet, say): decode the file.
+        log.info("%s: the images made while downloading do not match; decoding again", what)
+        encoded = None
     kept: list[pa.Table] = []
     sink: Any = None
     path = None
@@ -1053,6 +1086,16 @@ def _materialise(
     if path is not None:
         return frames.slice(0, 0), SpilledFrames(path, n, os.path.getsize(path))
     return pa.concat_tables(kept), None
+
+
+def _encoded_pts(path: str) -> np.ndarray:
+    """The pts column of a file made by :func:`_stream` (memory-mapped: the images'
+    pages are never touched)."""
+    with pa.memory_map(path, "r") as source:
+        reader = pa.ipc.open_file(source)
+        parts = [reader.get_batch(i).column(0).to_numpy() for i in range(reader.num_record_batches)]
+        # Copied out before the map closes.
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def _encoded_images(path: str, wanted: set[int]) -> Iterator[tuple[int, bytes]]:

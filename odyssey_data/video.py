@@ -16,7 +16,7 @@ decoding the whole recording.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -402,10 +402,24 @@ def _rgb(
     return np.asarray(rgb.to_ndarray(), dtype=np.uint8)
 
 
+def stream_params(source: VideoSource, what: str = "video") -> tuple[Fraction, int, int]:
+    """The first video stream's time base, width and height, read from its headers."""
+    try:
+        with _open(source, what, packets_only=True) as container:
+            stream = _video_stream(container, what)
+            if stream.time_base is None:
+                raise DecodeError(f"{what}: the video stream has no time base")
+            ctx = stream.codec_context
+            base = Fraction(stream.time_base.numerator, stream.time_base.denominator)
+            return base, int(ctx.width), int(ctx.height)
+    except av.error.FFmpegError as exc:
+        raise DecodeError(f"{what}: the video cannot be read ({_reason(exc)})") from exc
+
+
 def decode_frames(
     source: VideoSource,
     *,
-    size: tuple[int, int] | Callable[[int, int], tuple[int, int]] | None = None,
+    size: tuple[int, int] | None = None,
     keep: set[int] | None = None,
     threads: int = 0,
     what: str = "video",
@@ -417,8 +431,7 @@ def decode_frames(
 
     Args:
         source: a path or a seekable binary file object.
-        size: ``(width, height)`` to resize to, or a function of the video's own
-            ``(width, height)`` that returns it.
+        size: ``(width, height)`` to resize to.
         keep: only yield these pts (``None``: every frame).
         threads: decoder threads; 0 lets FFmpeg choose (best for one video at a time),
             1 suits one decoder per core when recordings run in parallel.
@@ -432,8 +445,6 @@ def decode_frames(
             else:
                 stream.thread_type = "AUTO"
                 stream.codec_context.thread_count = threads
-            if callable(size):
-                size = size(int(stream.codec_context.width), int(stream.codec_context.height))
             reformatter = VideoReformatter()
             for frame in container.decode(stream):
                 if frame.pts is None or (keep is not None and frame.pts not in keep):

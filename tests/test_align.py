@@ -16,9 +16,11 @@ from hypothesis.extra import numpy as hnp
 from odyssey_data.align import (
     TIME_TOLERANCE_S,
     PromptTimeline,
+    TickSelector,
     align_frames,
     build_segments,
     prompt_timeline,
+    resample_positions,
 )
 from odyssey_data.errors import ConfigError
 from odyssey_data.events import parse_events
@@ -305,3 +307,26 @@ def test_alignment_property(
         last = i == len(rows) - 1
         assert row["end_s"] == (max(end, row["start_s"]) if last else tl.times_s[i + 1])
         assert row["end_s"] >= row["start_s"]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_tick_selector_keeps_what_resample_positions_keeps(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 300))
+    kind = seed % 4
+    if kind == 0:  # constant rate, fps a divisor or not
+        times = np.arange(n) / 30.0
+    elif kind == 1:  # variable rate
+        times = np.concatenate(([0.0], np.cumsum(rng.uniform(0.01, 0.08, n - 1))))
+    elif kind == 2:  # ties: frames exactly between ticks
+        times = np.arange(n) * 0.05
+    else:  # 90 kHz pts, as exported
+        pts = np.concatenate(([0], np.cumsum(rng.integers(1500, 4500, n - 1))))
+        times = pts.astype(np.float64) * 1 / 90000
+    fps = float(rng.choice([1.0, 2.5, 10.0, 15.0, 20.0, 29.97, 30.0, 60.0, 240.0]))
+    selector = TickSelector(fps)
+    kept: list[int] = []
+    for t in times:
+        kept.extend(selector.feed(float(t)))
+    kept.extend(selector.finish())
+    assert kept == resample_positions(times, fps, unique=True).tolist()

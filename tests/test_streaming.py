@@ -7,6 +7,7 @@ a download that starts over or fails makes the export decode the finished file i
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import pyarrow as pa
 import pytest
 from conftest import export_config
 
-from odyssey_data import open_dataset
+from odyssey_data import open_dataset, pipeline
+from odyssey_data.align import TickSelector
 from odyssey_data.demo import DemoServer, make_demo_catalog
 from odyssey_data.growing import GrowingReader, Growth, StartedOver, WatchedWriter
 from odyssey_data.pipeline import (
@@ -124,10 +126,13 @@ def catalog():
     return make_demo_catalog(3, seed=21, active=0, seconds=2.0)
 
 
+@pytest.mark.parametrize("fps", [None, 10.0, 7.0])
 def test_streamed_images_equal_images_decoded_after_the_download(
-    catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fps: float | None
 ) -> None:
-    options = {"frames": "jpeg", "resize": (64, 36), "workers": 2}
+    # With fps the frames are picked as their times arrive (TickSelector), the rows pick
+    # them from the whole video (resample_positions): the same frames.
+    options = {"frames": "jpeg", "resize": (64, 36), "workers": 2, "fps": fps}
     with DemoServer(catalog) as server:
         streamed = Results()
         report = export(export_config(server, tmp_path / "streamed", **options), progress=streamed)
@@ -138,7 +143,7 @@ def test_streamed_images_equal_images_decoded_after_the_download(
         export(export_config(server, tmp_path / "after", **options), progress=after)
         assert not any("streamed" in r.stats for r in after.results.values())
     one, two = _frames_table(tmp_path / "streamed"), _frames_table(tmp_path / "after")
-    assert one.num_rows > 100
+    assert one.num_rows > (40 if fps else 100)
     assert one.column("image").to_pylist() == two.column("image").to_pylist()
     assert one.drop_columns(["video_path"]).equals(two.drop_columns(["video_path"]))
     assert open_dataset(str(tmp_path / "streamed")).verify() == []
@@ -183,3 +188,23 @@ def test_a_failed_download_while_streaming_fails_that_recording_alone(
     assert reason is not None
     assert "HTTP 404" in reason
     assert not [p for p in (tmp_path / "out").rglob("*") if ".tmp-" in p.name]
+
+
+def test_images_that_do_not_match_the_rows_are_made_again(
+    catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    class SkipsTheFirst(TickSelector):
+        def feed(self, time_s: float) -> list[int]:
+            return [kept for kept in super().feed(time_s) if kept != 0]
+
+    options = {"frames": "jpeg", "resize": (64, 36), "fps": 7.0}
+    with DemoServer(catalog) as server:
+        export(export_config(server, tmp_path / "plain", **options))
+        monkeypatch.setattr(pipeline, "TickSelector", SkipsTheFirst)
+        with caplog.at_level(logging.INFO, logger="odyssey_data.pipeline"):
+            report = export(export_config(server, tmp_path / "out", **options))
+    assert report.exported == 3
+    redone = [r for r in caplog.records if "do not match; decoding again" in r.getMessage()]
+    assert len(redone) >= 1  # the check caught the streamed images (workers=1: in-process)
+    one, two = _frames_table(tmp_path / "out"), _frames_table(tmp_path / "plain")
+    assert one.column("image").to_pylist() == two.column("image").to_pylist()
