@@ -36,6 +36,7 @@ class Growth:
         generation: counts the times the writer went back over bytes already written.
         finished: the writer is done, for good or not.
         failed: the writer gave up (the file is not whole).
+        abandoned: the reader gave up (an interrupt); the writer stops at its next write.
     """
 
     def __init__(self) -> None:
@@ -46,6 +47,7 @@ class Growth:
         self.generation = 0
         self.finished = False
         self.failed = False
+        self.abandoned = False
 
     def advance(self, end: int) -> None:
         """The file now holds its first ``end`` bytes."""
@@ -66,6 +68,12 @@ class Growth:
         """The full size, as the server announced it."""
         with self.cond:
             self.size = size
+            self.cond.notify_all()
+
+    def abandon(self) -> None:
+        """Nobody reads any more (an interrupt): the writer's next write raises."""
+        with self.cond:
+            self.abandoned = True
             self.cond.notify_all()
 
     def finish(self, *, failed: bool = False) -> None:
@@ -93,6 +101,8 @@ class WatchedWriter:
         self._size = size
 
     def write(self, data: bytes) -> int:
+        if self._growth.abandoned:
+            raise StartedOver("the reader gave up on this download")
         written = self._handle.write(data)
         self._handle.flush()
         if self._growth.size is None and self._size is not None:

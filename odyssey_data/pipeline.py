@@ -594,16 +594,25 @@ def _stream(task: RecordingTask, folder: str) -> RecordingResult:
     def download() -> None:
         try:
             box["fetched"] = fetch(task, folder, video_growth=growth)
+        except Exception:
+            if not growth.abandoned:
+                raise
         finally:
             growth.finish()
 
     thread = threading.Thread(target=download, name="odyssey-stream-fetch", daemon=True)
     thread.start()
-    encoded: str | None = None
     try:
         encoded = _encode_as_it_arrives(task, folder, growth)
-    finally:
+    except Exception:
         thread.join()
+        raise
+    except BaseException:
+        # Interrupted (Ctrl-C): not waiting for the download (a daemon thread); it
+        # stops at its next write, quietly.
+        growth.abandon()
+        raise
+    thread.join()
     if "fetched" not in box:  # the fetch thread died of a programming error
         raise RuntimeError(f"recording {task.info.stream_id!r}: the download thread failed")
     result = _finish(task, box["fetched"], encoded=encoded)

@@ -208,3 +208,38 @@ def test_images_that_do_not_match_the_rows_are_made_again(
     assert len(redone) >= 1  # the check caught the streamed images (workers=1: in-process)
     one, two = _frames_table(tmp_path / "out"), _frames_table(tmp_path / "plain")
     assert one.column("image").to_pylist() == two.column("image").to_pylist()
+
+
+def test_an_interrupt_does_not_wait_for_the_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C while a worker decodes: the interrupt goes up at once; the download thread
+    # is not waited for, and stops quietly at its next write (no thread exception).
+    seen: list[Growth] = []
+
+    def interrupted(task: object, folder: str, growth: Growth) -> None:
+        growth.started.wait()
+        seen.append(growth)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "_encode_as_it_arrives", interrupted)
+    big = make_demo_catalog(
+        1, active=0, width=320, height=192, seconds=1.0, bitrate=16_000_000, content="noise"
+    )
+    rec = big.recordings[0]
+    data = rec.video_bytes()
+    assert data is not None
+    assert len(data) > 20 * (64 << 10)  # sent in many throttled chunks
+    # ~10 s to download the video whole at this rate.
+    with DemoServer(big, throttle_bytes_per_s=len(data) / 10) as server:
+        config = export_config(server, tmp_path / "out", frames="jpeg", stream_ids=(rec.stream_id,))
+        with pytest.raises(KeyboardInterrupt):
+            export(config)
+        growth = seen[0]
+        assert growth.abandoned
+        assert growth.finished or growth.written < len(data)  # not waited for
+        # The abandoned download stops at its next write, long before the 10 s.
+        with growth.cond:
+            growth.cond.wait_for(lambda: growth.finished, timeout=5)
+        assert growth.finished
+        assert growth.written < len(data)
