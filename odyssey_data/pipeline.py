@@ -629,8 +629,8 @@ def _encode_as_it_arrives(task: RecordingTask, folder: str, growth: Growth) -> s
     options = task.frame_options
     what = f"recording {task.info.stream_id!r}"
     growth.started.wait()
-    if growth.failed or not (growth.written or not growth.finished):
-        return None
+    if growth.failed or (growth.finished and not growth.written):
+        return None  # no video to read (the fetch failed or never got to it)
     video = os.path.join(folder, "video.mp4")
     encode = image_encoder(options.mode, options.quality)
     path = os.path.join(folder, "images.arrow")
