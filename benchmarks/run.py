@@ -11,6 +11,7 @@ later runs start at once.
    (~0.4 s: interpreter, imports, lock, listing) no longer dominates
 2. materialised export vs bare decode+resize+JPEG (export_speed.py --only 2)   >= 0.8
 3. throttled export vs max(download, processing) (overlap.py)   <= 1.2
+   reference mode at 8 and 32 recordings (the start-up again), materialised at 8
 4. peak RSS, 10-minute vs 1-minute recording (memory.py)   <= 1.5 and < 500 MB
 5. frames/s 200 vs 10 recordings; re-run vs first run (scaling.py)   0.8..1.2; < 0.05
 6. row groups read for one stream_id (reading.py); load_frames vs decode (load_frames.py)
@@ -30,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS: dict[int, list[list[str]]] = {
     1: [["export_speed.py", "--only", "1"], ["export_speed.py", "--only", "1", "--videos", "32"]],
     2: [["export_speed.py", "--only", "2"]],
-    3: [["overlap.py"], ["overlap.py", "--mode", "jpeg"]],
+    3: [["overlap.py"], ["overlap.py", "--videos", "32"], ["overlap.py", "--mode", "jpeg"]],
     4: [["memory.py"]],
     5: [["scaling.py"]],
     6: [["reading.py"], ["load_frames.py"]],
