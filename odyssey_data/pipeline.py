@@ -98,6 +98,7 @@ from odyssey_data.video import (
     decode_frames,
     probe_frames,
     stream_params,
+    ticks_to_seconds,
 )
 
 __all__ = [
@@ -668,8 +669,8 @@ def _encode_as_it_arrives(task: RecordingTask, folder: str, growth: Growth) -> s
                     emit(frame_pts, rgb)
                     continue
                 first = frame_pts if first is None else first
-                # As FrameTiming.timestamps_s computes it (the rows' times).
-                time_s = float(frame_pts - first) * time_base.numerator / time_base.denominator
+                # Computed as the rows' times are (FrameTiming.timestamps_s).
+                time_s = ticks_to_seconds(float(frame_pts - first), time_base)
                 for kept in selector.feed(time_s):
                     if kept < position:
                         assert held is not None

@@ -79,11 +79,20 @@ class FrameTiming:
 
     def timestamps_s(self) -> npt.NDArray[np.float64]:
         """Seconds since the first presented frame: ``(pts - first_pts) * time_base``."""
-        rel = (self.pts - self.pts[0]).astype(np.float64)
-        # rel * num / den, not rel * (num / den): for the usual 1/N time bases this is one
-        # correctly rounded division, so the value is the closest float to the exact time.
-        out: npt.NDArray[np.float64] = rel * self.time_base.numerator / self.time_base.denominator
+        out: npt.NDArray[np.float64] = ticks_to_seconds(
+            (self.pts - self.pts[0]).astype(np.float64), self.time_base
+        )
         return out
+
+
+def ticks_to_seconds(ticks: Any, time_base: Fraction) -> Any:
+    """``ticks * time_base`` in seconds, for a float or an array of float64 ticks.
+
+    ``ticks * num / den``, not ``ticks * (num / den)``: for the usual 1/N time bases this
+    is one correctly rounded division, so the value is the closest float to the exact
+    time, and a frame's time is the same computed alone or with the others.
+    """
+    return ticks * time_base.numerator / time_base.denominator
 
 
 #: Options of a container opened only to read packets and stream parameters: FFmpeg then
@@ -253,11 +262,8 @@ def probe_frames(
     try:
         with _open(source, what, packets_only=mode != "decode") as container:
             stream = _video_stream(container, what)
-            time_base = stream.time_base
-            if time_base is None:
-                raise DecodeError(f"{what}: the video stream has no time base")
-            ctx = stream.codec_context
-            width, height, codec = int(ctx.width), int(ctx.height), str(ctx.name)
+            time_base, width, height = _stream_params(stream, what)
+            codec = str(stream.codec_context.name)
             indexed = int(stream.frames or 0)
             if mode == "decode":
                 pts, keys, seen = _decode_timing(container, stream)
@@ -301,7 +307,7 @@ def probe_frames(
     return FrameTiming(
         pts=pts,
         is_keyframe=keys,
-        time_base=Fraction(time_base.numerator, time_base.denominator),
+        time_base=time_base,
         width=width,
         height=height,
         codec=codec,
@@ -402,16 +408,19 @@ def _rgb(
     return np.asarray(rgb.to_ndarray(), dtype=np.uint8)
 
 
+def _stream_params(stream: Any, what: str) -> tuple[Fraction, int, int]:
+    if stream.time_base is None:
+        raise DecodeError(f"{what}: the video stream has no time base")
+    ctx = stream.codec_context
+    base = Fraction(stream.time_base.numerator, stream.time_base.denominator)
+    return base, int(ctx.width), int(ctx.height)
+
+
 def stream_params(source: VideoSource, what: str = "video") -> tuple[Fraction, int, int]:
     """The first video stream's time base, width and height, read from its headers."""
     try:
         with _open(source, what, packets_only=True) as container:
-            stream = _video_stream(container, what)
-            if stream.time_base is None:
-                raise DecodeError(f"{what}: the video stream has no time base")
-            ctx = stream.codec_context
-            base = Fraction(stream.time_base.numerator, stream.time_base.denominator)
-            return base, int(ctx.width), int(ctx.height)
+            return _stream_params(_video_stream(container, what), what)
     except av.error.FFmpegError as exc:
         raise DecodeError(f"{what}: the video cannot be read ({_reason(exc)})") from exc
 
