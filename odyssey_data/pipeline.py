@@ -53,6 +53,7 @@ from odyssey_data.align import (
     resample_positions,
 )
 from odyssey_data.api import DownloadStats, OdysseyClient, RetryPolicy
+from odyssey_data.card import write_card
 from odyssey_data.errors import (
     ConfigError,
     DecodeError,
@@ -1589,6 +1590,7 @@ def _export_locked(
     manifest.stats = {
         "last_run": {k: v for k, v in report.to_json().items() if k not in ("problems", "output")}
     }
+    write_card(store, manifest)  # README.md: the dataset card Hugging Face datasets reads
     _commit(store, manifest, lock)
     sink.finish(report)
     return report
