@@ -55,7 +55,9 @@ __all__ = [
     "make_demo_catalog",
     "make_demo_jobs",
     "make_demo_recording",
+    "paint_frame_mark",
     "prompt_colour",
+    "read_frame_mark",
 ]
 
 #: The pts time base of every demo video (the usual 90 kHz of MPEG streams).
@@ -139,6 +141,39 @@ class _Grain:
         frame += self._tile[dy : dy + self._height, dx : dx + self._width]
 
 
+#: Bits of a frame mark: frame indices 0 .. 2**MARK_BITS - 1.
+MARK_BITS = 12
+
+
+def paint_frame_mark(frame: npt.NDArray[np.uint8], index: int) -> None:
+    """Paint ``index`` into the top band of ``frame`` as :data:`MARK_BITS` black/white cells.
+
+    The band is an eighth of the height, each cell a twelfth of the width, most
+    significant bit first: coarse enough to survive H.264 and downscaling to a quarter.
+    """
+    if not 0 <= index < 1 << MARK_BITS:
+        raise ValueError(f"frame index {index} does not fit in {MARK_BITS} bits")
+    height, width = frame.shape[:2]
+    band = max(2, height // 8)
+    for bit in range(MARK_BITS):
+        left, right = bit * width // MARK_BITS, (bit + 1) * width // MARK_BITS
+        on = (index >> (MARK_BITS - 1 - bit)) & 1
+        frame[:band, left:right] = 235 if on else 16
+
+
+def read_frame_mark(frame: npt.NDArray[np.uint8]) -> int:
+    """The index :func:`paint_frame_mark` painted into ``frame`` (any size it was scaled to)."""
+    height, width = frame.shape[:2]
+    band = max(2, height // 8)
+    value = 0
+    for bit in range(MARK_BITS):
+        left, right = bit * width // MARK_BITS, (bit + 1) * width // MARK_BITS
+        inset = max(0, (right - left) // 4)
+        cell = frame[band // 4 : max(band // 4 + 1, band * 3 // 4), left + inset : right - inset]
+        value = value << 1 | int(float(cell.mean()) > 125.0)
+    return value
+
+
 @dataclass(frozen=True)
 class DemoRecording:
     """One synthetic recording.
@@ -171,6 +206,8 @@ class DemoRecording:
             video changes at the ``prompts`` times; simulation outputs).
         job_id: the simulation job whose output this is (``None`` for a stream).
         script_index: the output's ``script_index`` in its job.
+        frame_marks: paint each frame's index into the frame (see :func:`paint_frame_mark`)
+            so a test can tell which source frame a converted or resized picture shows.
     """
 
     stream_id: str
@@ -191,6 +228,7 @@ class DemoRecording:
     log_lag_ms: tuple[int, ...] = ()
     job_id: str | None = None
     script_index: int | None = None
+    frame_marks: bool = False
     _lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
     )
@@ -272,7 +310,7 @@ class DemoRecording:
         phase_y = rng.uniform(0, self.height)
         colours: dict[str, tuple[int, int, int]] = {}
         grain = _Grain(self.width, self.height, self.seed) if self.content == "noise" else None
-        for pts in self.frame_pts():
+        for index, pts in enumerate(self.frame_pts()):
             t = float(pts - self.start_pts) / 90000.0
             prompt = self._prompt_at(t * 1000.0)
             colour = colours.setdefault(prompt, prompt_colour(prompt))
@@ -289,6 +327,8 @@ class DemoRecording:
             # A thin progress bar along the bottom edge grows with time.
             bar = int(self.width * min(1.0, t / self.seconds))
             frame[self.height - 3 :, :bar] = (20, 20, 20)
+            if self.frame_marks:
+                paint_frame_mark(frame, index)
             yield frame, int(pts)
 
     def video_bytes(self) -> bytes | None:
@@ -412,6 +452,7 @@ def make_demo_recording(
     start_pts: int | None = None,
     bitrate: int | None = None,
     content: str = "flat",
+    frame_marks: bool = False,
 ) -> DemoRecording:
     """Make one recording whose id, prompts and interaction times derive from ``seed``.
 
@@ -427,6 +468,7 @@ def make_demo_recording(
         start_pts: pts of the first frame; ``None`` picks 0 or a non-zero value from the seed.
         bitrate: H.264 target bits per second, or ``None``.
         content: ``"flat"`` or ``"noise"`` (see :class:`DemoRecording`).
+        frame_marks: paint each frame's index into it (see :class:`DemoRecording`).
 
     Returns:
         The recording (nothing is encoded yet).
@@ -467,6 +509,7 @@ def make_demo_recording(
         start_pts=start_pts,
         bitrate=bitrate,
         content=content,
+        frame_marks=frame_marks,
     )
 
 
@@ -551,6 +594,7 @@ def make_demo_catalog(
     content: str = "flat",
     now: datetime = DEMO_EPOCH,
     simulations: bool = True,
+    frame_marks: bool = False,
 ) -> DemoCatalog:
     """Make a deterministic catalog of ``n`` finished and ``active`` still-active recordings.
 
@@ -571,6 +615,8 @@ def make_demo_catalog(
         now: the start time of the most recent recording.
         simulations: add the demo simulation jobs (see :func:`make_demo_jobs`); they
             never appear in the recordings list.
+        frame_marks: paint each frame's index into every video (tests that read back
+            which source frame a converted picture shows); off by default.
 
     Returns:
         The catalog, most recent first.
@@ -604,11 +650,16 @@ def make_demo_catalog(
                 start_pts=0 if is_active or (index // 2) % 2 == 0 else 90 * (150 + 37 * index),
                 bitrate=bitrate,
                 content=content,
+                frame_marks=frame_marks,
             )
         )
         # The next (older) recording started 20 to 90 minutes earlier, on a whole second.
         moment -= timedelta(seconds=rng.randrange(20 * 60, 90 * 60))
-    jobs = make_demo_jobs(seed=seed, seconds=seconds, fps=fps, now=now) if simulations else []
+    jobs = (
+        make_demo_jobs(seed=seed, seconds=seconds, fps=fps, now=now, frame_marks=frame_marks)
+        if simulations
+        else []
+    )
     return DemoCatalog(recordings, jobs)
 
 
@@ -658,7 +709,12 @@ class DemoSimulationJob:
 
 
 def make_demo_jobs(
-    *, seed: int = 0, seconds: float = 3.5, fps: float = 30.0, now: datetime = DEMO_EPOCH
+    *,
+    seed: int = 0,
+    seconds: float = 3.5,
+    fps: float = 30.0,
+    now: datetime = DEMO_EPOCH,
+    frame_marks: bool = False,
 ) -> list[DemoSimulationJob]:
     """The demo's simulation jobs, deterministic from ``seed``.
 
@@ -711,6 +767,7 @@ def make_demo_jobs(
                     log_lag_ms=lags,
                     job_id=job_id,
                     script_index=index,
+                    frame_marks=frame_marks,
                 )
             )
         jobs.append(
