@@ -350,6 +350,35 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from odyssey_data.dataset import open_dataset
+
+    size = parse_resize(args.size) if args.size else None
+    if size is not None and size[1] is None:
+        raise ConfigError(f"--size takes WxH, not {args.size!r}")
+    ds = open_dataset(args.dataset, _storage_options(args.storage_option))
+    report = ds.to_lerobot(
+        args.output,
+        fps=args.fps,
+        size=(size[0], size[1]) if size is not None and size[1] is not None else None,
+        repo_id=args.repo_id,
+        storage_options=_storage_options(args.output_storage_option),
+        gop=args.gop,
+        overwrite=args.overwrite,
+    )
+    if args.json:
+        out.print_json(data=report.to_json())
+    else:
+        out.print(
+            f"wrote a LeRobot v3.0 dataset to {args.output}: {report.episodes} episodes, "
+            f"{report.frames:,} frames at {args.fps} fps, {report.tasks} tasks "
+            f"({report.frames_per_s:,.0f} frames/s)"
+        )
+        for sid, reason in report.failed:
+            out.print(f"[yellow]failed[/] {escape(sid)}: {escape(reason)}")
+    return EXIT_OK if not report.failed else EXIT_PARTIAL
+
+
 def _api_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-url", help="API base URL (default: $ODYSSEY_API_URL or the public API)"
@@ -534,6 +563,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--thumb-width", type=int, default=320)
     p.add_argument("--storage-option", action="append", metavar="KEY=VALUE")
     p.set_defaults(func=cmd_preview)
+
+    p = sub.add_parser("convert", help="convert a dataset for other trainers (LeRobot v3.0)")
+    p.add_argument("dataset", help="the exported dataset: a folder or fsspec URL")
+    p.add_argument("output", help="where to write: a new folder or fsspec URL")
+    p.add_argument("--to", choices=("lerobot",), required=True, help="the target format")
+    p.add_argument(
+        "--fps", type=int, required=True, help="constant frame rate of every episode (whole)"
+    )
+    p.add_argument("--size", metavar="WxH", help="video size (needed when recordings differ)")
+    p.add_argument("--repo-id", metavar="NAME", help="the dataset's name (default: OUTPUT's)")
+    p.add_argument(
+        "--gop", type=int, default=2, help="key frame interval of the videos (default 2)"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier conversion at OUTPUT"
+    )
+    p.add_argument("--storage-option", action="append", metavar="KEY=VALUE")
+    p.add_argument(
+        "--output-storage-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="fsspec option of OUTPUT's filesystem (repeatable)",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("verify", help="check every file of a dataset against its manifest")
     p.add_argument("dataset")

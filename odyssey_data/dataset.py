@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +26,9 @@ from odyssey_data.manifest import Manifest
 from odyssey_data.schema import SCHEMAS, TABLES
 from odyssey_data.storage import MANIFEST_NAME, DatasetStore
 from odyssey_data.video import read_frames
+
+if TYPE_CHECKING:
+    from odyssey_data.lerobot import LeRobotReport
 
 __all__ = ["Clip", "Dataset", "open_dataset"]
 
@@ -279,6 +282,25 @@ class Dataset:
         from odyssey_data.preview import contact_sheet
 
         return contact_sheet(self, stream_id, **options)
+
+    def to_lerobot(
+        self,
+        output: str,
+        *,
+        fps: int,
+        size: tuple[int, int] | None = None,
+        repo_id: str | None = None,
+        **options: Any,
+    ) -> LeRobotReport:
+        """Write the recordings as a LeRobot v3.0 dataset at ``output`` (one episode each).
+
+        Every episode is resampled to exactly ``fps``: row ``k`` shows the last frame
+        presented at or before ``k / fps``. See :func:`odyssey_data.lerobot.convert_to_lerobot`
+        for the other options and the files written.
+        """
+        from odyssey_data.lerobot import convert_to_lerobot
+
+        return convert_to_lerobot(self, output, fps=fps, size=size, repo_id=repo_id, **options)
 
     # -- verification ----------------------------------------------------------------
     def verify(self, *, checksums: bool = True) -> list[str]:

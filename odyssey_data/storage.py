@@ -599,8 +599,8 @@ class DatasetStore:
             return hash_file(handle)
 
     def list_files(self, folder: str) -> list[str]:
-        """Relative paths of the files under ``folder`` (recursively), sorted."""
-        base = self.path(folder)
+        """Relative paths of the files under ``folder`` (recursively; ``""``: all), sorted."""
+        base = self.path(folder) if folder else self.root
         # Listings are cached per filesystem instance; another process may have written.
         self.fs.invalidate_cache(base)
         try:

@@ -16,7 +16,7 @@ decoding the whole recording.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -37,6 +37,7 @@ __all__ = [
     "encode_video",
     "probe_frames",
     "read_frames",
+    "resample_video",
 ]
 
 log = logging.getLogger(__name__)
@@ -513,6 +514,99 @@ def encode_video(
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
+
+
+def resample_video(
+    source: VideoSource,
+    target: str | Path,
+    source_pts: npt.NDArray[np.int64],
+    *,
+    fps: int,
+    size: tuple[int, int],
+    gop: int = 2,
+    crf: int = 23,
+    on_sample: Callable[[int, npt.NDArray[np.uint8]], None] | None = None,
+    sample_rows: Container[int] = (),
+    what: str = "video",
+) -> None:
+    """Re-encode a video at a constant rate: output frame ``k`` shows ``source_pts[k]``.
+
+    One decode pass, streaming: each source frame that some output frame shows is
+    scaled once and encoded once per output frame showing it (a repeat when the source
+    rate is below ``fps``; frames no output shows are decoded and dropped). The output is
+    H.264 (yuv420p, no B-frames, a key frame every ``gop`` frames) in an MP4 whose frame
+    ``k`` has pts ``k`` in time base ``1/fps``.
+
+    Args:
+        source: a path or a seekable binary file object.
+        target: the MP4 to write.
+        source_pts: per output frame, the pts of the source frame it shows
+            (non-decreasing).
+        fps: the output rate.
+        size: ``(width, height)`` of the output (even).
+        gop: key frame interval: short for random access by time.
+        crf: x264's constant rate factor (quality; lower is better and bigger).
+        on_sample: called with ``(k, rgb)`` for each output frame ``k`` in
+            ``sample_rows`` (statistics of the picture).
+        sample_rows: the output frames passed to ``on_sample``.
+        what: names the recording in error messages.
+
+    Raises:
+        DecodeError: the video cannot be read, or does not present a wanted pts.
+    """
+    wanted = np.asarray(source_pts, dtype=np.int64)
+    count = int(wanted.shape[0])
+    width, height = size
+    base = Fraction(1, fps)
+    row = 0
+    try:
+        with (
+            _open(source, what) as container,
+            av.open(str(target), "w", format="mp4", options={"movflags": "+faststart"}) as out,
+        ):
+            stream = _video_stream(container, what)
+            stream.thread_type = "AUTO"
+            encoder = out.add_stream("libx264", rate=fps)
+            encoder.width, encoder.height = width, height
+            encoder.pix_fmt = "yuv420p"
+            encoder.time_base = base
+            encoder.codec_context.time_base = base
+            encoder.thread_type = "FRAME"
+            encoder.options = {"preset": "veryfast", "bf": "0", "g": str(gop), "crf": str(crf)}
+            reformatter = VideoReformatter()
+            for frame in container.decode(stream):
+                if row >= count:
+                    break
+                if frame.pts is None or frame.pts < wanted[row]:
+                    continue
+                if frame.pts > wanted[row]:
+                    break  # the wanted frame was not presented: reported below
+                scaled = reformatter.reformat(
+                    frame,
+                    width=width,
+                    height=height,
+                    format="yuv420p",
+                    interpolation=Interpolation.AREA,
+                )
+                while row < count and wanted[row] == frame.pts:
+                    if on_sample is not None and row in sample_rows:
+                        rgb = reformatter.reformat(scaled, format="rgb24").to_ndarray()
+                        on_sample(row, np.asarray(rgb, dtype=np.uint8))
+                    scaled.pts = row
+                    scaled.time_base = base
+                    for packet in encoder.encode(scaled):
+                        out.mux(packet)
+                    row += 1
+            if row < count:
+                raise DecodeError(
+                    f"{what}: no frame was presented at pts {int(wanted[row])}; the frames "
+                    "table and the video disagree (re-export this recording or run "
+                    "'odyssey-data verify')"
+                )
+            for packet in encoder.encode():
+                out.mux(packet)
+    except av.error.FFmpegError as exc:
+        raise DecodeError(f"{what}: re-encoding failed ({_reason(exc)})") from exc
 
 
 def iter_decoded(
