@@ -84,7 +84,8 @@ def test_rerun_adds_only_new_and_retries_failed(target: Target) -> None:
         ds = open_dataset(target.url, target.storage_options)
         assert ds.manifest.recordings[broken].status == "failed"
         assert "500" in (ds.manifest.recordings[broken].reason or "")
-        files_before = {p: e.sha256 for p, e in ds.manifest.files.items()}
+        # The dataset card (README.md) is rewritten with the new counts; the rest is kept.
+        files_before = {p: e.sha256 for p, e in ds.manifest.files.items() if e.kind != "card"}
 
         server.clear_faults()
         new = make_demo_recording(4321, started_at=DEMO_EPOCH + timedelta(days=2), seconds=1.5)
@@ -162,7 +163,8 @@ def test_overwrite_starts_fresh(kind: str, request: pytest.FixtureRequest, tmp_p
         for folder in ("frames", "recordings", "events", "segments", "videos")
         for rel in store.list_files(folder)
     }
-    assert on_disk == listed  # every old shard and video is gone
+    assert on_disk | {"README.md"} == listed  # every old shard and video is gone
+    assert ds.manifest.files["README.md"].kind == "card"  # the card is fresh too
     assert store.read_bytes("NOTES.txt") == b"not part of the dataset"
     assert_same_tables(
         dataset_tables(target.url, target.storage_options), dataset_tables(clean.url)
