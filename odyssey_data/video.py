@@ -464,6 +464,21 @@ def decode_frames(
         raise DecodeError(f"{what}: decoding failed ({_reason(exc)})") from exc
 
 
+def _h264_stream(
+    out: Any, fps: int, width: int, height: int, time_base: Fraction, options: dict[str, str]
+) -> Any:
+    """An x264 yuv420p stream (preset veryfast plus ``options``) added to ``out``."""
+    stream = out.add_stream("libx264", rate=fps)
+    stream.width, stream.height = width, height
+    stream.pix_fmt = "yuv420p"
+    stream.time_base = time_base
+    stream.codec_context.time_base = time_base
+    # Frame threads, not slices: x264 otherwise slices every frame, unlike recordings.
+    stream.thread_type = "FRAME"
+    stream.options = {"preset": "veryfast", **options}
+    return stream
+
+
 def encode_video(
     target: VideoSource,
     frames: Iterable[tuple[npt.NDArray[np.uint8], int]],
@@ -496,14 +511,9 @@ def encode_video(
     with av.open(
         target if not isinstance(target, Path) else str(target), "w", format="mp4", options=options
     ) as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p"
-        stream.time_base = time_base
-        stream.codec_context.time_base = time_base
-        # Frame threads, not slices: x264 otherwise slices every frame, unlike recordings.
-        stream.thread_type = "FRAME"
-        stream.options = {"preset": "veryfast", "bf": str(bframes), "g": str(gop)}
+        stream = _h264_stream(
+            out, fps, width, height, time_base, {"bf": str(bframes), "g": str(gop)}
+        )
         if bitrate:
             stream.bit_rate = bitrate
         for rgb, pts in frames:
@@ -566,13 +576,9 @@ def resample_video(
         ):
             stream = _video_stream(container, what)
             stream.thread_type = "AUTO"
-            encoder = out.add_stream("libx264", rate=fps)
-            encoder.width, encoder.height = width, height
-            encoder.pix_fmt = "yuv420p"
-            encoder.time_base = base
-            encoder.codec_context.time_base = base
-            encoder.thread_type = "FRAME"
-            encoder.options = {"preset": "veryfast", "bf": "0", "g": str(gop), "crf": str(crf)}
+            encoder = _h264_stream(
+                out, fps, width, height, base, {"bf": "0", "g": str(gop), "crf": str(crf)}
+            )
             reformatter = VideoReformatter()
             for frame in container.decode(stream):
                 if row >= count:
