@@ -364,6 +364,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         repo_id=args.repo_id,
         storage_options=_storage_options(args.output_storage_option),
         gop=args.gop,
+        language=not args.no_language,
+        stream_ids=args.stream_id,
         overwrite=args.overwrite,
     )
     if args.json:
@@ -578,6 +580,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--overwrite", action="store_true", help="replace an earlier conversion at OUTPUT"
+    )
+    p.add_argument(
+        "--stream-id", action="append", metavar="ID", help="only this recording (repeatable)"
+    )
+    p.add_argument(
+        "--no-language",
+        action="store_true",
+        help="leave out LeRobot's language columns (their lists need lerobot's collate_fn)",
     )
     p.add_argument("--storage-option", action="append", metavar="KEY=VALUE")
     p.add_argument(

@@ -345,6 +345,19 @@ class TestOutputSafety:
         assert fs.exists(f"{url}/videos/{VIDEO_KEY}/chunk-000/file-000.mp4")
         fs.rm(url, recursive=True)
 
+    def test_without_language_columns(self, marked_export: Path, tmp_path: Path) -> None:
+        sid = open_dataset(str(marked_export)).recordings.collect()["stream_id"][0]
+        out = tmp_path / "lr"
+        args = ["convert", str(marked_export), str(out), "--to", "lerobot", "--fps", "12"]
+        code = main([*args, "--size", "64x32", "--no-language", "--stream-id", sid, "--json"])
+        assert code == 0
+        info = json.loads((out / "meta" / "info.json").read_text())
+        data = pq.read_table(out / "data" / "chunk-000" / "file-000.parquet")
+        assert "language_events" not in info["features"]
+        assert "language_events" not in data.column_names
+        record = json.loads((out / "meta" / "odyssey.json").read_text())
+        assert record["episodes"] == [{"episode_index": 0, "stream_id": sid}]
+
     def test_fps_must_be_a_whole_positive_number(self, marked_export: Path, tmp_path: Path) -> None:
         ds = open_dataset(str(marked_export))
         for bad in (0, -3, 2.5, 100000):
@@ -444,6 +457,7 @@ class TestRealLeRobot:
     def test_a_dataloader_with_workers_iterates_everything(self, loaded: dict) -> None:
         assert loaded["loader"]["indices"] == list(range(loaded["len"]))
         assert loaded["loader"]["image_shapes"] == [[3, SIZE[1], SIZE[0]]]
+        assert loaded["language_collate"]  # lerobot sees the language columns
 
     def test_metadata_selection_and_stats(self, converted: Converted, loaded: dict) -> None:
         order = episode_order(converted)

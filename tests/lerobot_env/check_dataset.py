@@ -97,7 +97,14 @@ def main() -> None:
         "task": item["task"],
     }
 
-    loader = torch.utils.data.DataLoader(ds, batch_size=16, num_workers=2, shuffle=True)
+    # As lerobot-train does: its collate keeps the language columns (lists of any length).
+    from lerobot.utils.collate import lerobot_collate_fn
+
+    collate = lerobot_collate_fn if meta.has_language_columns else None
+    report["language_collate"] = collate is not None
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=16, num_workers=2, shuffle=True, collate_fn=collate
+    )
     seen: list[int] = []
     shapes = set()
     for batch in loader:
