@@ -134,6 +134,7 @@ def _config(args: argparse.Namespace, output: str, **extra: Any) -> ExportConfig
         event_offset_ms=args.event_offset_ms,
         probe=args.probe,
         overwrite=args.overwrite,
+        allow_foreign_files=args.allow_foreign_files,
         shard_rows=args.shard_rows,
         break_lock=args.break_lock,
         lock_timeout_s=args.lock_timeout if args.lock_timeout > 0 else None,
@@ -439,6 +440,12 @@ def _export_options(parser: argparse.ArgumentParser) -> None:
         help="fsspec option of the output filesystem (repeatable; VALUE is JSON if it parses)",
     )
     parser.add_argument("--overwrite", action="store_true", help="start a fresh dataset")
+    parser.add_argument(
+        "--allow-foreign-files",
+        action="store_true",
+        help="add a new dataset to a folder that already holds other files (they are never "
+        "deleted or overwritten; a file named like one the export writes is refused)",
+    )
     parser.add_argument(
         "--shard-rows",
         type=int,

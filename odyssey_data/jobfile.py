@@ -47,7 +47,7 @@ SCHEMA: dict[str, tuple[str, ...]] = {
         "demo",
     ),
     "source.demo": ("recordings", "seed", "active"),
-    "target": ("url", "storage_options", "storage_options_env", "overwrite"),
+    "target": ("url", "storage_options", "storage_options_env", "overwrite", "allow_foreign_files"),
     "frames": ("mode", "resize", "fps", "quality"),
     "executor": ("name", "workers", "ray_address"),
 }
@@ -379,6 +379,7 @@ def parse_job(
             ray_address=ray_address,
             storage_options=storage_options,
             overwrite=target.get("overwrite", bool, False),
+            allow_foreign_files=target.get("allow_foreign_files", bool, False),
             frames=mode,
             resize=resize,
             fps=fps,

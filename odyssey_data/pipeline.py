@@ -84,13 +84,14 @@ from odyssey_data.schema import (
     TABLES,
 )
 from odyssey_data.storage import (
-    LOCK_NAME,
     MANIFEST_NAME,
     TMP_PREFIX,
     DatasetStore,
     FileEntry,
     WriterLock,
+    is_owned,
     safe_name,
+    scratch_prefix,
     utc_now_iso,
 )
 from odyssey_data.video import (
@@ -198,6 +199,10 @@ class ExportConfig:
         started_after: export only recordings that started at or after this time.
         started_before: export only recordings that started before this time.
         min_duration_s: export only recordings at least this long (by the API's duration).
+        allow_foreign_files: add a new dataset to a folder that already holds other
+            files (refused by default: see
+            :meth:`~odyssey_data.storage.DatasetStore.check_ownership`). Those files are
+            never deleted or overwritten; one whose name the export writes is refused.
     """
 
     output: str
@@ -229,6 +234,7 @@ class ExportConfig:
     started_after: datetime | None = None
     started_before: datetime | None = None
     min_duration_s: float | None = None
+    allow_foreign_files: bool = False
 
     def __post_init__(self) -> None:
         self.frame_options().validate()
@@ -480,7 +486,7 @@ class _Prefetcher:
         self._stop = threading.Event()
 
     def _run(self, task: RecordingTask) -> RecordingTask:
-        folder = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}odyssey-data-", dir=task.store.scratch_dir())
+        folder = tempfile.mkdtemp(prefix=scratch_prefix(), dir=task.store.scratch_dir())
         self._folders.append(folder)
         return replace(task, prefetched=fetch(task, folder))
 
@@ -574,9 +580,7 @@ def process_recording(task: RecordingTask) -> RecordingResult:
     # Removed on every path, success or failure (the with block). On a local dataset
     # it lives on the dataset's disk, so the video is moved into place rather than
     # copied; an interrupted run's folder is a leftover (.tmp-).
-    with tempfile.TemporaryDirectory(
-        prefix=f"{TMP_PREFIX}odyssey-data-", dir=task.store.scratch_dir()
-    ) as tmp:
+    with tempfile.TemporaryDirectory(prefix=scratch_prefix(), dir=task.store.scratch_dir()) as tmp:
         if task.frame_options.streams():
             return _stream(task, tmp)
         return _finish(task, fetch(task, tmp))
@@ -1305,18 +1309,18 @@ def _load_manifest(store: DatasetStore) -> Manifest | None:
 
 
 def _remove_leftovers(store: DatasetStore, manifest: Manifest) -> int:
-    """Delete files no manifest lists (an interrupted run's leftovers).
+    """Delete the export's own files no manifest lists (an interrupted run's leftovers).
 
-    Only the dataset's own places are cleaned: the table and video folders and the temp
-    files at the root; other files at the root are left alone.
+    Only names the export writes (:func:`~odyssey_data.storage.is_owned`) are deleted;
+    anything else in OUTPUT, in the dataset's folders or not, is left alone.
     """
     leftovers = []
     for folder in (*TABLES, "videos"):
         for rel in store.list_files(folder):
-            if rel not in manifest.files:
+            if rel not in manifest.files and is_owned(rel):
                 leftovers.append(rel)
     for name in store.list_root_files():
-        if name.startswith(TMP_PREFIX) and name != LOCK_NAME:
+        if name.startswith(TMP_PREFIX) and is_owned(name):
             leftovers.append(name)
     store.remove(leftovers)
     # Workers' temp folders (downloads) at a local dataset's root.
@@ -1482,6 +1486,7 @@ def export(
         if workers != 1 and not config.local_threads():
             log.info("%s is visible only in this process: exporting with one worker", store.url)
             workers = 1
+    store.check_ownership(allow_foreign=config.allow_foreign_files)
     lock = WriterLock(store, timeout_s=config.lock_timeout_s)
     lock.acquire(force=config.break_lock)
     try:
@@ -1511,6 +1516,10 @@ def _export_locked(
     else:
         manifest = _load_manifest(store) or Manifest()
     manifest.options = config.public_options()
+    if store.manifest_generation() is None:
+        # A new dataset is committed (empty) before any other file is written: from
+        # now on the folder is provably the export's, even if this run is killed.
+        _commit(store, manifest, lock)
     report = ExportReport(output=config.output)
     removed = _remove_leftovers(store, manifest)
     if removed:
@@ -1526,9 +1535,10 @@ def _export_locked(
     executor = make_executor(
         config.executor, workers, threads=config.local_threads(), address=config.ray_address
     )
-    # Local workers hand heavy materialised frames over as files on this machine.
+    # Local workers hand heavy materialised frames over as files on this machine (in a
+    # temp folder the next run removes if this one is killed).
     spill = (
-        tempfile.TemporaryDirectory(prefix="odyssey-data-spill-")
+        tempfile.TemporaryDirectory(prefix=scratch_prefix(), dir=store.scratch_dir())
         if config.executor == "local" and config.frame_options().materialised
         else None
     )

@@ -11,6 +11,20 @@ The only module that imports ``fsspec`` and writes Parquet. Layout and names fol
   old dataset or the new one, never half of one. A file it does not list is a leftover.
 * Note: ``pq.write_table(path, filesystem=<fsspec local>)`` silently bypasses fsspec for
   local paths, so every file is opened with ``fs.open`` and pyarrow gets the handle.
+
+Ownership (OUTPUT is shared with whatever already sits there):
+
+* The export deletes or overwrites only names of its own (:data:`OWNED_NAMES`, the one
+  registry of them: add a pattern there for every new kind of file the export writes)
+  under a root it owns: one holding ``manifest.json``, or one that was empty (or absent)
+  when the first export started, which then commits an empty manifest before writing
+  anything else. :meth:`DatasetStore.check_ownership` refuses any other root.
+* On a local disk no path below the root may be a symbolic link: reading, writing and
+  deleting refuse one (:meth:`DatasetStore.path`), and listings skip them, so nothing
+  outside OUTPUT is ever touched through a link.
+* Temp files live where the next run finds them: ``.tmp-`` names in the dataset's own
+  folders (local), or a per-user scratch folder (:func:`local_scratch_root`) for targets
+  that are not a local disk, whose folders are removed once their process is gone.
 """
 
 from __future__ import annotations
@@ -44,14 +58,18 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractBufferedFile
 
 from odyssey_data.errors import ConfigError, MissingDependencyError, StorageError
+from odyssey_data.schema import TABLES
 
 __all__ = [
     "LOCK_NAME",
     "MANIFEST_NAME",
+    "OWNED_NAMES",
     "DatasetStore",
     "FileEntry",
     "WriterLock",
     "hash_file",
+    "is_owned",
+    "local_scratch_root",
     "safe_name",
     "utc_now_iso",
 ]
@@ -63,6 +81,8 @@ MANIFEST_NAME = "manifest.json"
 LOCK_NAME = "_odyssey.lock"
 #: Prefix of local temp files (renamed into place when whole; leftovers are removed).
 TMP_PREFIX = ".tmp-"
+#: Prefix of the temp folders workers download into (``tempfile`` adds random letters).
+SCRATCH_PREFIX = f"{TMP_PREFIX}odyssey-data-"
 ROW_GROUP_ROWS = 100_000
 IMAGE_ROW_GROUP_ROWS = 1_024
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -72,6 +92,70 @@ _EXTRAS = {
     "gs": ("gcsfs", "gcs"),
     "gcs": ("gcsfs", "gcs"),
 }
+
+
+# -- what the export owns ---------------------------------------------------------------
+#: A file name :func:`safe_name` makes (the stem of a recording's files).
+_SAFE_STEM = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}"
+#: A temp file of :meth:`DatasetStore._writing`: ``.tmp-<32 hex>-<final name>``.
+_TMP_FILE = r"\.tmp-[0-9a-f]{32}-[^/]+"
+#: A worker's temp folder (:data:`SCRATCH_PREFIX` + ``tempfile``'s random letters).
+_SCRATCH_DIR = re.escape(SCRATCH_PREFIX) + r"[A-Za-z0-9_-]+"
+
+#: The names the export writes, relative to the dataset root: the one registry of what
+#: it owns. Only a name matching one of these may be deleted or overwritten (and only
+#: under a root the export owns, see :meth:`DatasetStore.check_ownership`); anything
+#: else in OUTPUT is the user's and is never touched. A feature that writes a new kind
+#: of file into the dataset adds its pattern here (a full match of the relative path).
+OWNED_NAMES: list[re.Pattern[str]] = [
+    re.compile(re.escape(name)) for name in (MANIFEST_NAME, LOCK_NAME)
+] + [
+    re.compile(rf"({'|'.join(TABLES)})/part-\d{{6,}}\.parquet"),
+    re.compile(rf"videos/{_SAFE_STEM}\.mp4"),
+    re.compile(rf"videos/{_SAFE_STEM}\.(thumbnail\.jpg|preview\.mp4)"),
+    # Temp files beside their final name (root or a dataset folder), and worker folders.
+    re.compile(rf"(({'|'.join((*TABLES, 'videos'))})/)?{_TMP_FILE}"),
+    re.compile(rf"{_SCRATCH_DIR}(/.*)?"),
+]
+
+
+def is_owned(rel: str) -> bool:
+    """Whether ``rel`` (a path relative to the dataset root) is a name the export writes.
+
+    See :data:`OWNED_NAMES`.
+    """
+    return any(pattern.fullmatch(rel) for pattern in OWNED_NAMES)
+
+
+def local_scratch_root() -> str:
+    """The folder on this machine for temp files of exports to targets that are not a
+    local disk (object stores): ``ODYSSEY_DATA_SCRATCH``, else ``$XDG_CACHE_HOME`` (or
+    ``~/.cache``) ``/odyssey-data/scratch``.
+
+    Not the system temp folder: a run killed with SIGKILL leaves its folder here, and the
+    next export removes it (see :meth:`DatasetStore.remove_scratch`).
+    """
+    configured = os.environ.get("ODYSSEY_DATA_SCRATCH")
+    if configured:
+        return configured
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "odyssey-data", "scratch")
+
+
+def scratch_prefix() -> str:
+    """The prefix of this process's temp folders: :data:`SCRATCH_PREFIX`, this process's
+    id and start time (so a later run can tell whether the process is gone) and ``-``."""
+    pid = os.getpid()
+    return f"{SCRATCH_PREFIX}{pid}_{_process_start(pid) or 0}-"
+
+
+def _scratch_owner_alive(name: str) -> bool:
+    """Whether the process that made the scratch folder ``name`` may still run."""
+    match = re.match(re.escape(SCRATCH_PREFIX) + r"(\d+)_(\d+)-", name)
+    if match is None:
+        return False  # not made by scratch_prefix(): an older run's
+    pid, start = int(match.group(1)), match.group(2)
+    return _process_alive(pid, None if start == "0" else start)
 
 
 def utc_now_iso() -> str:
@@ -267,9 +351,103 @@ class DatasetStore:
 
     # -- paths -----------------------------------------------------------------------
     def path(self, rel: str) -> str:
-        """The filesystem path of ``rel`` (a relative dataset path)."""
+        """The filesystem path of ``rel`` (a relative dataset path).
+
+        Raises:
+            StorageError: ``rel`` is not a plain relative path, or (local disk) a part
+                of it below the root is a symbolic link: reading, writing or deleting
+                through it could reach outside the dataset.
+        """
         _check_relative(rel)
-        return f"{self.root}/{rel}" if self.root else rel
+        full = f"{self.root}/{rel}" if self.root else rel
+        if self.is_local:
+            self._refuse_links(rel)
+        return full
+
+    def _refuse_links(self, rel: str) -> None:
+        parts = rel.split("/")
+        current = self.root or "."
+        for part in parts:
+            current = f"{current}/{part}"
+            try:
+                is_link = os.path.islink(current)
+            except OSError:  # pragma: no cover - islink swallows OSError itself
+                is_link = False
+            if is_link:
+                shown = current.removeprefix(f"{self.root}/") if self.root else current
+                raise StorageError(
+                    f"{shown} under {self.url} is a symbolic link; the export never follows "
+                    "a link out of its dataset: remove the link (or export elsewhere)"
+                )
+            if not os.path.lexists(current):
+                return
+
+    def check_ownership(self, *, allow_foreign: bool = False) -> bool:
+        """Refuse to write into a root the export cannot prove it owns.
+
+        A root holding ``manifest.json`` is a dataset (True is returned); a root that
+        does not exist or holds nothing but a writer lock and temp files of the export
+        is free (False). Any other root is someone's folder: refused, unless
+        ``allow_foreign``, and even then refused while a file there has a name the
+        export writes (:data:`OWNED_NAMES`): it would be overwritten or deleted.
+
+        Returns:
+            True when the root already holds a dataset.
+
+        Raises:
+            StorageError: the root is not an odyssey-data dataset (one line: what was
+                found and the way out).
+        """
+        root = self.root or ""
+        if self.read_bytes(MANIFEST_NAME) is not None:
+            return True
+        foreign = sorted(n for n in self._root_entries() if not is_owned(n))
+        if not foreign:
+            return False
+        if not allow_foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise StorageError(
+                f"{self.url or root} is not an odyssey-data dataset (no {MANIFEST_NAME}) and "
+                f"is not empty (it holds {shown}); export to a new or empty folder, or pass "
+                "--allow-foreign-files (allow_foreign_files=True) to add a dataset beside "
+                "those files, which it never deletes"
+            )
+        clashing = [rel for rel in self._owned_candidates() if rel != LOCK_NAME]
+        if clashing:
+            raise StorageError(
+                f"{clashing[0]} under {self.url} has a name the export writes, but this "
+                f"folder is not an odyssey-data dataset (no {MANIFEST_NAME}), so the file is "
+                "not the export's: move it out of the folder (or export elsewhere)"
+            )
+        return False
+
+    def _root_entries(self) -> list[str]:
+        """Names directly at the root, files and folders, links included (local)."""
+        if self.is_local:
+            try:
+                return [entry.name for entry in os.scandir(self.root or ".")]
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+            except OSError as exc:
+                raise StorageError(f"cannot list {self.url}: {exc}") from exc
+        root = self.root or ""
+        self.fs.invalidate_cache(root)
+        try:
+            entries = self.fs.ls(root, detail=False)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StorageError(f"cannot list {self.url}: {exc}") from exc
+        prefix = f"{self.fs._strip_protocol(root).rstrip('/')}/" if root else ""
+        names = [str(e).rstrip("/").removeprefix(prefix) for e in entries]
+        return [n for n in names if n and n != root.rstrip("/")]
+
+    def _owned_candidates(self) -> list[str]:
+        """Files in a not-yet-owned root whose names the export writes."""
+        found = [n for n in self._root_entries() if is_owned(n)]
+        for folder in (*TABLES, "videos"):
+            found += [rel for rel in self.list_files(folder) if is_owned(rel)]
+        return sorted(found)
 
     def local_path(self, rel: str) -> str | None:
         """An OS path for ``rel`` when the dataset is on local disk, else ``None``."""
@@ -388,30 +566,43 @@ class DatasetStore:
             with contextlib.suppress(Exception):
                 self.fs.invalidate_cache(final)
 
-    def scratch_dir(self) -> str | None:
-        """A folder for a worker's temp files on the dataset's own disk (local only).
+    def scratch_dir(self) -> str:
+        """A folder on this machine for a worker's temp files.
 
-        Files made there can be moved into the dataset by :meth:`put_file` with one
-        ``os.replace`` instead of a copy. Each user makes its own ``.tmp-`` folder in it
-        (``tempfile.TemporaryDirectory(prefix=TMP_PREFIX, dir=...)``); those an
-        interrupted run leaves are removed by :meth:`remove_scratch`.
+        Local datasets: the dataset's root, on the dataset's own disk, so files made
+        there are moved into the dataset by :meth:`put_file` with one ``os.replace``
+        instead of a copy. Other targets: :func:`local_scratch_root`. Each user makes
+        its own folder in it (``tempfile.TemporaryDirectory(prefix=scratch_prefix(),
+        dir=...)``); those an interrupted run leaves are removed by
+        :meth:`remove_scratch`.
         """
-        if not self.is_local:
-            return None
-        root = self.root or "."
-        os.makedirs(root, exist_ok=True)
+        root = (self.root or ".") if self.is_local else local_scratch_root()
+        try:
+            os.makedirs(root, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot make the temp folder {root}: {exc}") from exc
         return root
 
     def remove_scratch(self) -> int:
-        """Delete the ``.tmp-`` folders at a local dataset's root; returns how many."""
-        if not self.is_local:
-            return 0
+        """Delete temp folders interrupted runs left; returns how many.
+
+        At a local dataset's root (the caller holds the writer lock): every worker
+        folder. In the per-user scratch folder: those whose process is gone.
+        """
         removed = 0
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.scandir(self.root or "."):
-                if entry.name.startswith(TMP_PREFIX) and entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                    removed += 1
+        places = [(self.root or ".", True)] if self.is_local else []
+        places.append((local_scratch_root(), False))
+        for place, all_of_them in places:
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                for entry in os.scandir(place):
+                    if not (
+                        re.fullmatch(_SCRATCH_DIR, entry.name)
+                        and entry.is_dir(follow_symlinks=False)
+                    ):
+                        continue
+                    if all_of_them or not _scratch_owner_alive(entry.name):
+                        shutil.rmtree(entry.path, ignore_errors=True)
+                        removed += 1
         return removed
 
     def put_file(
@@ -599,7 +790,21 @@ class DatasetStore:
             return hash_file(handle)
 
     def list_files(self, folder: str) -> list[str]:
-        """Relative paths of the files under ``folder`` (recursively; ``""``: all), sorted."""
+        """Relative paths of the files under ``folder`` (recursively; ``""``: all), sorted.
+
+        On a local disk symbolic links are neither listed nor followed.
+        """
+        if self.is_local:
+            base = self.path(folder) if folder else (self.root or ".")
+            out = []
+            for parent, dirs, files in os.walk(base, followlinks=False):
+                rel_parent = os.path.relpath(parent, self.root or ".").replace(os.sep, "/")
+                prefix = "" if rel_parent == "." else f"{rel_parent}/"
+                dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(parent, d))]
+                for name in files:
+                    if not os.path.islink(os.path.join(parent, name)):
+                        out.append(f"{prefix}{name}")
+            return sorted(out)
         base = self.path(folder) if folder else self.root
         # Listings are cached per filesystem instance; another process may have written.
         self.fs.invalidate_cache(base)
@@ -615,15 +820,24 @@ class DatasetStore:
         return sorted(out)
 
     def list_root_files(self) -> list[str]:
-        """Names of the files directly at the dataset root (not in its folders), sorted."""
+        """Names of the files directly at the dataset root (not in its folders), sorted.
+
+        On a local disk symbolic links are not listed.
+        """
+        if self.is_local:
+            try:
+                entries = list(os.scandir(self.root or "."))
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+            return sorted(e.name for e in entries if e.is_file(follow_symlinks=False))
         root = self.root or ""
         self.fs.invalidate_cache(root)
         try:
-            entries = self.fs.ls(root, detail=True)
+            listed = self.fs.ls(root, detail=True)
         except FileNotFoundError:
             return []
-        names = [str(e["name"]).rstrip("/").rsplit("/", 1)[-1] for e in entries]
-        return sorted(n for e, n in zip(entries, names, strict=True) if e.get("type") == "file")
+        names = [str(e["name"]).rstrip("/").rsplit("/", 1)[-1] for e in listed]
+        return sorted(n for e, n in zip(listed, names, strict=True) if e.get("type") == "file")
 
     def remove(self, rels: Iterable[str]) -> None:
         """Delete files (missing ones are fine)."""

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +15,12 @@ import pytest
 from odyssey_data.api import RetryPolicy
 from odyssey_data.demo import DemoCatalog, DemoServer, make_demo_catalog
 from odyssey_data.pipeline import ExportConfig, ExportReport, export
+
+# Exports to object stores keep temp files in a per-user scratch folder: the tests' own
+# (inherited by the CLI subprocesses they start), never the user's ~/.cache.
+if "ODYSSEY_DATA_SCRATCH" not in os.environ:
+    os.environ["ODYSSEY_DATA_SCRATCH"] = tempfile.mkdtemp(prefix="odyssey-data-test-scratch-")
+    atexit.register(shutil.rmtree, os.environ["ODYSSEY_DATA_SCRATCH"], ignore_errors=True)
 
 #: Retries that keep fault tests fast: tiny waits, few attempts.
 FAST_RETRY = RetryPolicy(attempts=4, timeout_s=20.0, wait_initial_s=0.01, wait_max_s=0.05)

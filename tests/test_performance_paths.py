@@ -44,7 +44,7 @@ from odyssey_data.pipeline import (
     process_recording,
 )
 from odyssey_data.schema import FRAMES_SCHEMA
-from odyssey_data.storage import TMP_PREFIX, DatasetStore
+from odyssey_data.storage import TMP_PREFIX, DatasetStore, local_scratch_root
 from odyssey_data.video import iter_decoded, probe_frames
 
 
@@ -277,7 +277,8 @@ def test_put_file_moves_or_copies_and_checks_the_hash(
     assert not [p for p in _tree(tmp_path / "ds") if ".tmp-" in p]
     # Object stores: streamed upload, checked against the download's hash.
     remote = DatasetStore("memory://put-file-test")
-    assert remote.scratch_dir() is None
+    # (its temp files live in the per-user scratch folder, not the system temp folder)
+    assert remote.scratch_dir() == local_scratch_root()
     src = tmp_path / "r.mp4"
     src.write_bytes(data)
     up = remote.put_file("videos/r.mp4", str(src), sha256=digest)

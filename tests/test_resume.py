@@ -340,5 +340,7 @@ def test_generation_counts_commits(fresh_server: DemoServer, tmp_path: Path) -> 
     report = export(export_config(fresh_server, out, shard_rows=1))
     manifest = open_dataset(str(out)).manifest
     assert report.shards == 3
-    assert manifest.generation == report.shards + 1  # one per shard, one at the end
+    # One for the new (empty) dataset before any file is written, one per shard, one at
+    # the end.
+    assert manifest.generation == 1 + report.shards + 1
     assert isinstance(manifest, Manifest)

@@ -178,7 +178,12 @@ def test_leftovers_ignored_by_readers_and_removed_by_next_run(
     export(export_config(fresh_server, out))
     before = dataset_tables(str(out))
     store = DatasetStore(str(out))
-    junk = ["frames/part-000099.parquet", "videos/not-listed.mp4", ".tmp-0123-manifest.json"]
+    # Names of the export's own (a shard, a video, a temp file of a manifest write).
+    junk = [
+        "frames/part-000099.parquet",
+        "videos/not-listed.mp4",
+        f".tmp-{'0123' * 8}-manifest.json",
+    ]
     table = pa.table({"stream_id": ["ghost"], "frame_index": pa.array([0], pa.int32())})
     store.write_table(junk[0], table, "frames")
     for rel in junk[1:]:
