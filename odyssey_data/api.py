@@ -8,14 +8,22 @@ Retries (with exponential backoff and jitter, by ``stamina``) cover connect erro
 timeouts, dropped connections, short bodies, 429 (honouring ``Retry-After``) and 5xx. Other
 4xx are final, except a 401 from the API (the token is refreshed once) and the 403 of an
 expired presigned URL (fresh URLs are asked for, and the download goes on).
+
+Credentials go only where they belong: the API key and the bearer token are sent only to
+the ``api_url`` origin (scheme, host and port as given). ``POST /auth/token`` never
+follows a redirect (the key is in its body); other API calls follow one only within the
+origin; a request carrying a credential to any other origin is refused before it is
+sent. Text a server sends back is shown only with the key, the token and every query
+string redacted, and control characters neutralised. API answers are read up to
+:data:`MAX_ANSWER_BYTES`.
 """
 
 from __future__ import annotations
 
 import email.utils
 import hashlib
-import json
 import logging
+import math
 import os
 import re
 import ssl
@@ -39,6 +47,7 @@ from odyssey_data.errors import (
     DownloadError,
     NotFoundError,
     RateLimited,
+    printable,
     redact_url,
 )
 from odyssey_data.models import (
@@ -66,6 +75,18 @@ log = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://api.odyssey.ml"
 #: Refresh the token this long before it expires (the official client's margin).
 TOKEN_MARGIN_S = 60.0
+#: The most bytes of one API answer that are read (a page of 100 recordings is ~50 KB);
+#: a larger answer is refused instead of filling memory.
+MAX_ANSWER_BYTES = 32 << 20
+#: Redirects an API call follows (within the API's origin only).
+MAX_REDIRECTS = 5
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_QUERY = re.compile(r"\?[^\s'\"<>]*")
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """Scheme, host and port: where a credential may go."""
+    return (url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme))
 
 
 class _RedactHttpxLog(logging.Filter):
@@ -227,6 +248,21 @@ class RetryPolicy:
     wait_max_s: float = 10.0
     max_url_refreshes: int = 3
 
+    def __post_init__(self) -> None:
+        # Every retry loop must end: finite, bounded values only.
+        bounds = (
+            ("attempts", self.attempts, 1, 100),
+            ("timeout_s", self.timeout_s, 0, 86_400),
+            ("wait_initial_s", self.wait_initial_s, 0, 3_600),
+            ("wait_max_s", self.wait_max_s, 0, 3_600),
+            ("max_url_refreshes", self.max_url_refreshes, 0, 100),
+        )
+        for name, value, low, high in bounds:
+            if not (
+                isinstance(value, int | float) and math.isfinite(value) and low <= value <= high
+            ):
+                raise ConfigError(f"retry {name} must be within [{low}, {high}], not {value}")
+
 
 @dataclass(slots=True)
 class DownloadStats:
@@ -344,13 +380,43 @@ def _is_transient_status(status: int) -> bool:
 
 
 def _detail(response: httpx.Response) -> str:
+    """The ``detail`` of an error answer, raw (see :meth:`OdysseyClient._scrub`)."""
     try:
         data = response.json()
-    except (ValueError, json.JSONDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return ""
     if isinstance(data, dict) and isinstance(data.get("detail"), str):
-        return str(data["detail"])[:200]
+        return str(data["detail"])[:400]
     return ""
+
+
+def _read_capped(response: httpx.Response, what: str) -> httpx.Response:
+    """``response`` (opened as a stream) read whole, refused above :data:`MAX_ANSWER_BYTES`."""
+    length = response.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > MAX_ANSWER_BYTES:
+        raise ApiResponseError(
+            f"{what}: the answer announces {int(length)} bytes, more than the "
+            f"{MAX_ANSWER_BYTES} an API answer may have; refusing it"
+        )
+    chunks = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise ApiResponseError(
+                f"{what}: the answer is larger than the {MAX_ANSWER_BYTES} bytes an API "
+                "answer may have; refusing it"
+            )
+        chunks.append(chunk)
+    # Decoded already: the copy must not claim an encoding or the wire length.
+    headers = [
+        (k, v)
+        for k, v in response.headers.multi_items()
+        if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    return httpx.Response(
+        response.status_code, headers=headers, content=b"".join(chunks), request=response.request
+    )
 
 
 class OdysseyClient:
@@ -364,6 +430,9 @@ class OdysseyClient:
         retry: the retry policy.
         page_size: the ``limit`` asked per list page (the server may cap it).
         max_download_bytes: refuse a video or log larger than this.
+        min_download_rate: bytes per second a download attempt must average once it has
+            run for ``timeout_s`` (a server that trickles bytes just fast enough to beat
+            the read timeout fails the attempt instead of holding it for ever).
 
     Example:
         >>> with OdysseyClient(api_url, api_key) as client:  # doctest: +SKIP
@@ -381,18 +450,25 @@ class OdysseyClient:
         retry: RetryPolicy | None = None,
         page_size: int = 100,
         max_download_bytes: int = 16 << 30,
+        min_download_rate: float = 16 << 10,
     ) -> None:
         self.api_url, self._api_key = resolve_credentials(api_url, api_key)
         self.retry = retry or RetryPolicy()
         self.page_size = page_size
         self.max_download_bytes = max_download_bytes
+        self.min_download_rate = min_download_rate
+        self.timeout_s = timeout_s
         self._http = httpx.Client(
             transport=transport,
             verify=_ssl_context() if transport is None else True,
             timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
             headers={"User-Agent": f"odyssey-data/{__version__}"},
-            follow_redirects=True,
+            # API calls follow redirects only within the origin (see _request); downloads
+            # of presigned URLs ask for them per request.
+            follow_redirects=False,
+            event_hooks={"request": [self._refuse_foreign_credentials]},
         )
+        self._origin = _origin(httpx.URL(self.api_url))
         if transport is None:
             _widen_reads(self._http)
         self._token: str | None = None
@@ -435,7 +511,10 @@ class OdysseyClient:
     def _fetch_token(self) -> None:
         url = f"{self.api_url}/auth/token"
         try:
-            response = self._send("POST", url, json={"api_key": self._api_key}, auth=False)
+            # The key is in the body: never re-sent to wherever a redirect points.
+            response = self._send(
+                "POST", url, json={"api_key": self._api_key}, auth=False, redirects=False
+            )
         except _Retryable as exc:
             raise ApiError(f"POST /auth/token kept failing: {exc}") from exc
         except httpx.HTTPError as exc:
@@ -446,7 +525,7 @@ class OdysseyClient:
                 "check the network or --api-url"
             ) from exc
         if response.status_code in (401, 403, 422):
-            detail = _detail(response)
+            detail = self._scrub(_detail(response))
             reason = {401: "the API key is invalid", 403: "access denied", 422: "malformed key"}
             raise AuthError(
                 f"authentication failed: {reason[response.status_code]} "
@@ -458,8 +537,19 @@ class OdysseyClient:
         token = data.get("access_token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
             raise ApiResponseError("POST /auth/token: the answer has no 'access_token'")
+        if not _TOKEN.fullmatch(token):
+            # It goes into a header: no line breaks, no control characters, bounded.
+            raise ApiResponseError(
+                "POST /auth/token: the 'access_token' is not a bearer token (printable "
+                "ASCII without spaces, at most 16384 characters)"
+            )
         expires_in = data.get("expires_in", 3600)
-        if not isinstance(expires_in, int | float) or isinstance(expires_in, bool):
+        if (
+            not isinstance(expires_in, int | float)
+            or isinstance(expires_in, bool)
+            or not 1 <= expires_in <= 366 * 86400
+        ):
+            # Missing, NaN, negative (a token refreshed before every call) or absurd.
             expires_in = 3600
         self._token = token
         margin = min(TOKEN_MARGIN_S, float(expires_in) / 2)
@@ -473,18 +563,20 @@ class OdysseyClient:
             return self._token
 
     # -- requests --------------------------------------------------------------------
-    def _send(self, method: str, url: str, *, auth: bool, **kwargs: Any) -> httpx.Response:
+    def _send(
+        self, method: str, url: str, *, auth: bool, redirects: bool = True, **kwargs: Any
+    ) -> httpx.Response:
         """One API request with retries; returns the final (non-transient) response."""
         for attempt in self._attempts():
             with attempt:
                 if attempt.num > 1:
                     self.api_retries += 1
                 headers = {"Authorization": f"Bearer {self._bearer()}"} if auth else {}
-                response = self._http.request(method, url, headers=headers, **kwargs)
+                response = self._request(method, url, headers, redirects, **kwargs)
                 if auth and response.status_code == 401:
                     # The token may have been revoked or expired early: refresh once.
                     headers = {"Authorization": f"Bearer {self._bearer(force=True)}"}
-                    response = self._http.request(method, url, headers=headers, **kwargs)
+                    response = self._request(method, url, headers, redirects, **kwargs)
                 if _is_transient_status(response.status_code):
                     raise _Retryable(
                         f"HTTP {response.status_code} from {redact_url(url)}",
@@ -492,6 +584,68 @@ class OdysseyClient:
                     )
                 return response
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
+
+    def _request(
+        self, method: str, url: str, headers: dict[str, str], redirects: bool, **kwargs: Any
+    ) -> httpx.Response:
+        """Send one API request, following redirects only within the API's origin.
+
+        Raises:
+            ApiError: a redirect out of the origin (or of a call that may not follow one,
+                or too many), or an answer above :data:`MAX_ANSWER_BYTES`.
+        """
+        what = f"{method} {redact_url(url).removeprefix(self.api_url)}"
+        request = self._http.build_request(method, url, headers=headers, **kwargs)
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self._http.send(request, stream=True)
+            try:
+                if not response.has_redirect_location:
+                    return _read_capped(response, what)
+                location = response.headers["Location"]
+            finally:
+                response.close()
+            try:
+                target = request.url.join(location)
+            except httpx.InvalidURL as exc:
+                raise ApiResponseError(f"{what}: redirected to an invalid URL") from exc
+            if not redirects:
+                raise ApiError(
+                    f"{what} was redirected (HTTP {response.status_code}) to "
+                    f"{redact_url(str(target))}; the API key is sent only to --api-url "
+                    "itself, never on to another URL: set --api-url to the API's final address",
+                    status_code=response.status_code,
+                )
+            if _origin(target) != self._origin:
+                raise ApiError(
+                    f"{what} was redirected (HTTP {response.status_code}) to "
+                    f"{redact_url(str(target))}, outside the API's origin {self.api_url}; "
+                    "credentials are sent only there: set --api-url to the API's final "
+                    "address",
+                    status_code=response.status_code,
+                )
+            # Within the origin: the same call again (its query is in the new URL; a
+            # 303 turns it into a GET without a body).
+            kwargs.pop("params", None)
+            if response.status_code == 303:
+                method, kwargs = "GET", {}
+            request = self._http.build_request(method, target, headers=headers, **kwargs)
+        raise ApiError(f"{what}: more than {MAX_REDIRECTS} redirects; check --api-url")
+
+    def _refuse_foreign_credentials(self, request: httpx.Request) -> None:
+        """An httpx request hook: a bearer token goes to the API's origin or nowhere."""
+        if "authorization" in request.headers and _origin(request.url) != self._origin:
+            raise ApiError(
+                f"refusing to send the API's bearer token to {redact_url(str(request.url))}, "
+                f"outside the API's origin {self.api_url}"
+            )
+
+    def _scrub(self, text: str) -> str:
+        """Server text fit for a message: no key, no token, no query string, no control
+        characters."""
+        for secret in (self._api_key, self._token):
+            if secret:
+                text = text.replace(secret, "<redacted>")
+        return printable(_QUERY.sub("?<redacted>", text))[:200]
 
     def _api_get(self, path: str, what: str, params: dict[str, int | str] | None = None) -> Any:
         url = f"{self.api_url}{path}"
@@ -514,7 +668,7 @@ class OdysseyClient:
                 status_code=response.status_code,
             )
         if response.status_code >= 400:
-            detail = _detail(response)
+            detail = self._scrub(_detail(response))
             raise ApiError(
                 f"{what}: HTTP {response.status_code}{': ' + detail if detail else ''}",
                 status_code=response.status_code,
@@ -527,6 +681,8 @@ class OdysseyClient:
             return response.json()
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiResponseError(f"{what}: the answer is not valid JSON") from exc
+        except RecursionError as exc:
+            raise ApiResponseError(f"{what}: the answer is JSON nested too deeply") from exc
 
     # -- endpoints -------------------------------------------------------------------
     def list_page(self, limit: int, offset: int) -> RecordingPage:
@@ -646,7 +802,11 @@ class OdysseyClient:
         short body (or a chunked body cut before its end) is a failed attempt, resumed
         with ``Range`` where the server allows it. An expired presigned URL (HTTP 403
         ``Request has expired``) is replaced by ``refresh_url()`` and the download goes
-        on. A body above :attr:`max_download_bytes` is refused.
+        on. A body above :attr:`max_download_bytes` is refused, and so is an attempt
+        slower than :attr:`min_download_rate` on average (it is retried, resuming).
+        A resume sends ``If-Range`` with the object's ETag (or ``Last-Modified``), and
+        an object that changed in between (another ETag or total size) is downloaded
+        again from its start. Redirects are followed, but never from https to http.
 
         Args:
             url: the (presigned) URL.
@@ -713,7 +873,16 @@ class OdysseyClient:
         headers = {"Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
-        with self._http.stream("GET", url, headers=headers) as response:
+            if state.get("if_range"):
+                # The rest of *this* object, or (changed since) all of the new one.
+                headers["If-Range"] = state["if_range"]
+        with self._http.stream("GET", url, headers=headers, follow_redirects=True) as response:
+            if url.lower().startswith("https:") and response.url.scheme != "https":
+                raise DownloadError(
+                    f"{what}: {redact_url(url)} redirected to plain http "
+                    f"({redact_url(str(response.url))}); refusing a download that could be "
+                    "altered on the way"
+                )
             status = response.status_code
             if status == 403 and refresh_url is not None and _is_expired(response):
                 if stats.refreshes >= self.retry.max_url_refreshes:
@@ -760,6 +929,7 @@ class OdysseyClient:
             state["resumable"] = not encoded and (
                 response.headers.get("Accept-Ranges") == "bytes" or status == 206
             )
+            _check_same_object(state, response, total, offset, url)
             stats.size = total
             if total is not None and total > self.max_download_bytes:
                 raise DownloadError(
@@ -771,8 +941,16 @@ class OdysseyClient:
             # As the bytes arrive (no re-chunking): what came before a break is kept and
             # the next attempt resumes after it. Each chunk is hashed once written, so the
             # file is never read again to checksum it.
+            started, floor = time.monotonic(), self.min_download_rate
             for chunk in response.iter_bytes():
                 written += len(chunk)
+                elapsed = time.monotonic() - started
+                if elapsed > self.timeout_s and written - offset < floor * elapsed:
+                    raise _Retryable(
+                        f"too slow: {written - offset} bytes in {elapsed:.0f} s from "
+                        f"{redact_url(url)}, below the minimum of {floor:.0f} bytes/s "
+                        "(--min-download-rate)"
+                    )
                 if written > self.max_download_bytes:
                     raise DownloadError(
                         f"{what}: more than the download cap of {self.max_download_bytes} "
@@ -784,6 +962,36 @@ class OdysseyClient:
                     state["hashed"] += len(chunk)
             if total is not None and written != total:
                 raise _Retryable(f"short body: got {written} of {total} bytes")
+
+
+def _check_same_object(
+    state: dict[str, Any], response: httpx.Response, total: int | None, offset: int, url: str
+) -> None:
+    """Remember the object's ETag/Last-Modified and size; on a resume (206), make sure
+    the rest comes from the same object, else start over (a retry from byte 0)."""
+    etag = response.headers.get("ETag")
+    modified = response.headers.get("Last-Modified")
+    if response.status_code == 206 and offset:
+        changed = [
+            name
+            for name, before, now in (
+                ("ETag", state.get("etag"), etag),
+                ("Last-Modified", state.get("modified"), modified),
+                ("size", state.get("size"), total),
+            )
+            if before is not None and now is not None and before != now
+        ]
+        if changed:
+            state["resumable"] = False
+            state["etag"] = state["modified"] = state["size"] = state["if_range"] = None
+            raise _Retryable(
+                f"the file at {redact_url(url)} changed during the download (its "
+                f"{' and '.join(changed)} differ); downloading it again from the start"
+            )
+    state["etag"], state["modified"], state["size"] = etag, modified, total
+    # If-Range takes a strong ETag or a date (RFC 9110 13.1.5).
+    strong = etag if etag and not etag.startswith("W/") else None
+    state["if_range"] = strong or modified
 
 
 def _reset_hash(state: dict[str, Any]) -> None:
@@ -806,6 +1014,10 @@ def _final_digest(state: dict[str, Any], dest: IO[bytes], size: int) -> str | No
         digest.update(block)
     dest.seek(size)
     return str(digest.hexdigest())
+
+
+#: What a bearer token may be: it goes into a header as it is.
+_TOKEN = re.compile(r"[!-~]{1,16384}")
 
 
 def _path_segment(value: str) -> str:

@@ -139,6 +139,7 @@ def _config(args: argparse.Namespace, output: str, **extra: Any) -> ExportConfig
         break_lock=args.break_lock,
         lock_timeout_s=args.lock_timeout if args.lock_timeout > 0 else None,
         max_download_bytes=args.max_download_bytes,
+        min_download_rate=args.min_download_rate,
         frames=args.frames,
         resize=parse_resize(args.resize) if args.resize else None,
         fps=args.fps,
@@ -494,6 +495,14 @@ def _export_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-download-bytes", type=int, default=16 << 30, help="refuse larger downloads"
+    )
+    parser.add_argument(
+        "--min-download-rate",
+        type=float,
+        default=16 << 10,
+        metavar="BYTES_PER_S",
+        help="a download slower than this on average (after its first read timeout) is "
+        "retried, then fails (default 16384)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

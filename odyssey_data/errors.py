@@ -20,6 +20,8 @@ the module that talks to them (``raise ... from exc``), never leaked raw::
 
 Messages say what failed, for which recording, and what to do. They never contain the API
 key or a presigned URL's query string: use :func:`redact_url` on every URL put in a message.
+Text that comes from a server (ids, prompts, error details) goes through :func:`printable`
+before it reaches a terminal: the terminal is not the server's.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
     "RateLimited",
     "RecordingError",
     "StorageError",
+    "printable",
     "redact_url",
 ]
 
@@ -133,9 +136,22 @@ def redact_url(url: str) -> str:
     """
     try:
         parts = urlsplit(url)
+        netloc = parts.hostname or ""
+        if parts.port is not None:  # raises ValueError for a port out of range
+            netloc = f"{netloc}:{parts.port}"
+        return printable(urlunsplit((parts.scheme, netloc, parts.path, "", "")))
     except ValueError:
         return "<unparseable url>"
-    netloc = parts.hostname or ""
-    if parts.port is not None:
-        netloc = f"{netloc}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def printable(text: str) -> str:
+    """``text`` with every character a terminal could act on shown as an escape.
+
+    Control characters (ESC sequences that move the cursor, retitle the window or hide
+    text, carriage returns that overwrite a line), Unicode format characters (bidi
+    overrides, zero-width characters) and other non-printable ones become ``\\x1b``,
+    ``\\u202e``…; everything printable, non-ASCII letters included, stays as it is.
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)

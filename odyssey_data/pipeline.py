@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import queue
 import shutil
@@ -123,6 +124,24 @@ SHARD_BYTES = 192 << 20
 SOURCES = ("streams", "simulations", "all")
 
 
+#: Bounds of options (refused up front outside them: every loop and download must end).
+MAX_FPS = 1000.0
+MAX_IMAGE_SIDE = 16384
+MAX_EVENT_OFFSET_MS = 7 * 86_400_000.0  # a week either way
+MAX_SECONDS = 366 * 86_400.0  # timeouts and durations: a year
+MAX_WORKERS = 1024
+
+
+def _check_range(
+    name: str, value: float, low: float, high: float, *, low_open: bool = False
+) -> None:
+    """Refuse a non-finite ``value`` or one outside ``[low, high]`` (``(low, high]``)."""
+    inside = math.isfinite(value) and (value > low if low_open else value >= low) and value <= high
+    if not inside:
+        span = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise ConfigError(f"{name} must be a finite number within {span}, not {value}")
+
+
 @dataclass(frozen=True)
 class FrameOptions:
     """Reference rows only, or materialised images: see :class:`ExportConfig`."""
@@ -146,8 +165,12 @@ class FrameOptions:
         """Raise :class:`ConfigError` for impossible options (before any work starts)."""
         if self.mode not in FORMATS:
             raise ConfigError(f"frames must be one of {', '.join(FORMATS)}, not {self.mode!r}")
-        if self.fps is not None and not self.fps > 0:
-            raise ConfigError(f"fps must be positive, not {self.fps}")
+        if self.fps is not None:
+            _check_range("fps", self.fps, 0.0, MAX_FPS, low_open=True)
+        if self.resize is not None:
+            for side in self.resize:
+                if side is not None:
+                    _check_range("a resize side", side, 2, MAX_IMAGE_SIDE)
         if self.resize is not None and not self.materialised:
             raise ConfigError("resize applies to materialised frames: add --frames jpeg")
         if self.materialised:
@@ -186,6 +209,8 @@ class ExportConfig:
         lock_timeout_s: a writer lock not refreshed for this long is stale and broken
             (``None``: only a lock whose process is gone from this machine is).
         max_download_bytes: refuse a video or events log larger than this.
+        min_download_rate: bytes per second a download attempt must average once it
+            has run for ``timeout_s`` (slower attempts are retried, then fail).
         retry: retry policy of the API and downloads.
         timeout_s: connect/read timeout of one HTTP request (a stalled answer fails the
             attempt after this long and is retried).
@@ -225,6 +250,7 @@ class ExportConfig:
     break_lock: bool = False
     lock_timeout_s: float | None = 6 * 3600.0
     max_download_bytes: int = 16 << 30
+    min_download_rate: float = 16 << 10
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout_s: float = 30.0
     frames: str = "reference"
@@ -246,19 +272,20 @@ class ExportConfig:
             )
         if (self.job_ids or self.job_status) and self.source == "streams":
             raise ConfigError("job_ids and job_status need source='simulations' or 'all'")
-        if not self.timeout_s > 0:
-            raise ConfigError(
-                f"timeout_s must be a positive number of seconds, not {self.timeout_s}"
-            )
-        if self.max_download_bytes < 1:
-            raise ConfigError("max_download_bytes must be at least 1")
+        _check_range("timeout_s", self.timeout_s, 0.0, MAX_SECONDS, low_open=True)
+        _check_range("max_download_bytes", self.max_download_bytes, 1, 2**50)
+        _check_range("min_download_rate", self.min_download_rate, 1, 1e12)
+        _check_range(
+            "event_offset_ms", self.event_offset_ms, -MAX_EVENT_OFFSET_MS, MAX_EVENT_OFFSET_MS
+        )
+        if self.workers is not None:
+            _check_range("workers", self.workers, 1, MAX_WORKERS)
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be at least 1, not {self.limit}")
-        if self.shard_rows < 1:
-            raise ConfigError("shard_rows must be at least 1")
-        if self.lock_timeout_s is not None and not self.lock_timeout_s > 0:
-            raise ConfigError(
-                f"lock_timeout_s must be a positive number of seconds, not {self.lock_timeout_s}"
+        _check_range("shard_rows", self.shard_rows, 1, 2**31 - 1)
+        if self.lock_timeout_s is not None:
+            _check_range(
+                "lock_timeout_s", self.lock_timeout_s, 0.0, 10 * MAX_SECONDS, low_open=True
             )
         if self.ray_address is not None and self.executor != "ray":
             raise ConfigError("ray_address needs executor='ray'")
@@ -276,8 +303,8 @@ class ExportConfig:
             and not self.started_after < self.started_before
         ):
             raise ConfigError("started_after must be earlier than started_before")
-        if self.min_duration_s is not None and self.min_duration_s < 0:
-            raise ConfigError(f"min_duration_s must not be negative, not {self.min_duration_s}")
+        if self.min_duration_s is not None:
+            _check_range("min_duration_s", self.min_duration_s, 0.0, MAX_SECONDS)
 
     def frame_options(self) -> FrameOptions:
         """What each worker does with the frames (reference rows or encoded images)."""
@@ -352,6 +379,7 @@ class RecordingTask:
     event_offset_ms: float = 0.0
     probe: ProbeMode = "auto"
     max_download_bytes: int = 16 << 30
+    min_download_rate: float = 16 << 10
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout_s: float = 30.0
     frame_options: FrameOptions = field(default_factory=FrameOptions)
@@ -451,6 +479,7 @@ def _client(task: RecordingTask) -> OdysseyClient:
         task.api_key,
         task.retry,
         task.max_download_bytes,
+        task.min_download_rate,
         task.timeout_s,
     )
     client = _CLIENTS.get(key)
@@ -460,6 +489,7 @@ def _client(task: RecordingTask) -> OdysseyClient:
             task.api_key,
             retry=task.retry,
             max_download_bytes=task.max_download_bytes,
+            min_download_rate=task.min_download_rate,
             timeout_s=task.timeout_s,
         )
         _CLIENTS[key] = client
@@ -1530,6 +1560,7 @@ def _export_locked(
         config.api_key,
         retry=config.retry,
         max_download_bytes=config.max_download_bytes,
+        min_download_rate=config.min_download_rate,
         timeout_s=config.timeout_s,
     )
     executor = make_executor(
@@ -1565,6 +1596,7 @@ def _export_locked(
                 event_offset_ms=config.event_offset_ms,
                 probe=config.probe,
                 max_download_bytes=config.max_download_bytes,
+                min_download_rate=config.min_download_rate,
                 retry=config.retry,
                 timeout_s=config.timeout_s,
                 frame_options=config.frame_options(),
