@@ -315,6 +315,14 @@ class OffsetPaginator:
             self.done = True
 
 
+class _Refused(Exception):
+    """A request the client refuses to send (raised by its request hook)."""
+
+
+#: The request extension that marks a download begun on https (see the request hook).
+_HTTPS_ONLY = "odyssey_data.https_only"
+
+
 class _Retryable(Exception):
     """A failed attempt worth repeating; ``wait_s`` overrides the backoff when set."""
 
@@ -597,7 +605,10 @@ class OdysseyClient:
         what = f"{method} {redact_url(url).removeprefix(self.api_url)}"
         request = self._http.build_request(method, url, headers=headers, **kwargs)
         for _ in range(MAX_REDIRECTS + 1):
-            response = self._http.send(request, stream=True)
+            try:
+                response = self._http.send(request, stream=True)
+            except _Refused as exc:
+                raise ApiError(f"{what}: {exc}") from exc
             try:
                 if not response.has_redirect_location:
                     return _read_capped(response, what)
@@ -632,11 +643,18 @@ class OdysseyClient:
         raise ApiError(f"{what}: more than {MAX_REDIRECTS} redirects; check --api-url")
 
     def _refuse_foreign_credentials(self, request: httpx.Request) -> None:
-        """An httpx request hook: a bearer token goes to the API's origin or nowhere."""
+        """An httpx request hook, run before every request and redirect is sent: a bearer
+        token goes to the API's origin or nowhere, and a download that began on https
+        never goes on over plain http."""
         if "authorization" in request.headers and _origin(request.url) != self._origin:
-            raise ApiError(
+            raise _Refused(
                 f"refusing to send the API's bearer token to {redact_url(str(request.url))}, "
                 f"outside the API's origin {self.api_url}"
+            )
+        if request.extensions.get(_HTTPS_ONLY) and request.url.scheme != "https":
+            raise _Refused(
+                f"refusing a redirect from https to plain http ({redact_url(str(request.url))}):"
+                " the file could be altered on the way"
             )
 
     def _scrub(self, text: str) -> str:
@@ -876,92 +894,107 @@ class OdysseyClient:
             if state.get("if_range"):
                 # The rest of *this* object, or (changed since) all of the new one.
                 headers["If-Range"] = state["if_range"]
-        with self._http.stream("GET", url, headers=headers, follow_redirects=True) as response:
-            if url.lower().startswith("https:") and response.url.scheme != "https":
+        # A redirect from https to plain http is refused before it is followed (the hook).
+        https_only = {_HTTPS_ONLY: url.lower().startswith("https:")}
+        try:
+            with self._http.stream(
+                "GET", url, headers=headers, follow_redirects=True, extensions=https_only
+            ) as response:
+                self._read_download(state, response, dest, what, refresh_url, stats, offset)
+        except _Refused as exc:
+            raise DownloadError(f"{what}: {exc}") from exc
+
+    def _read_download(
+        self,
+        state: dict[str, Any],
+        response: httpx.Response,
+        dest: IO[bytes],
+        what: str,
+        refresh_url: Callable[[], str | None] | None,
+        stats: DownloadStats,
+        offset: int,
+    ) -> None:
+        """One download attempt's answer: check it, then write its body to ``dest``."""
+        url: str = state["url"]
+        status = response.status_code
+        if status == 403 and refresh_url is not None and _is_expired(response):
+            if stats.refreshes >= self.retry.max_url_refreshes:
                 raise DownloadError(
-                    f"{what}: {redact_url(url)} redirected to plain http "
-                    f"({redact_url(str(response.url))}); refusing a download that could be "
-                    "altered on the way"
+                    f"{what}: the presigned URL kept expiring "
+                    f"({stats.refreshes} refreshes); check the machine's clock"
                 )
-            status = response.status_code
-            if status == 403 and refresh_url is not None and _is_expired(response):
-                if stats.refreshes >= self.retry.max_url_refreshes:
-                    raise DownloadError(
-                        f"{what}: the presigned URL kept expiring "
-                        f"({stats.refreshes} refreshes); check the machine's clock"
-                    )
-                fresh = refresh_url()
-                stats.refreshes += 1
-                if not fresh:
-                    raise DownloadError(f"{what}: the API no longer gives a URL for it")
-                state["url"] = fresh
-                raise _Retryable(f"presigned URL expired at {redact_url(url)}", 0.0)
-            if _is_transient_status(status):
-                raise _Retryable(f"HTTP {status} from {redact_url(url)}", _retry_after(response))
-            if status == 416 and offset:
-                # Nothing left to send from ``offset``: done if that is the whole size,
-                # else the object changed under us; start over either way.
-                size = _content_range_size(response)
-                if size == offset:
-                    return
-                state["resumable"] = False
-                raise _Retryable(f"HTTP 416 resuming at byte {offset} of {redact_url(url)}")
-            if status >= 400:
-                hint = {
-                    403: " (access denied: the URL is wrong or was revoked; re-run the export "
-                    "for fresh URLs)",
-                    404: " (not found: the object store no longer has this file)",
-                }.get(status, "")
-                raise DownloadError(f"{what}: HTTP {status} from {redact_url(url)}{hint}")
-            encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
-            if status == 200 and offset:
-                # The server ignored our Range: start over.
-                dest.seek(0)
-                dest.truncate()
-                offset = 0
-                _reset_hash(state)
-            try:
-                total = None if encoded else _expected_total(response, offset)
-            except _Retryable:
-                state["resumable"] = False
-                raise
-            # Decoded bodies (Content-Encoding) cannot be resumed by byte ranges.
-            state["resumable"] = not encoded and (
-                response.headers.get("Accept-Ranges") == "bytes" or status == 206
+            fresh = refresh_url()
+            stats.refreshes += 1
+            if not fresh:
+                raise DownloadError(f"{what}: the API no longer gives a URL for it")
+            state["url"] = fresh
+            raise _Retryable(f"presigned URL expired at {redact_url(url)}", 0.0)
+        if _is_transient_status(status):
+            raise _Retryable(f"HTTP {status} from {redact_url(url)}", _retry_after(response))
+        if status == 416 and offset:
+            # Nothing left to send from ``offset``: done if that is the whole size,
+            # else the object changed under us; start over either way.
+            size = _content_range_size(response)
+            if size == offset:
+                return
+            state["resumable"] = False
+            raise _Retryable(f"HTTP 416 resuming at byte {offset} of {redact_url(url)}")
+        if status >= 400:
+            hint = {
+                403: " (access denied: the URL is wrong or was revoked; re-run the export "
+                "for fresh URLs)",
+                404: " (not found: the object store no longer has this file)",
+            }.get(status, "")
+            raise DownloadError(f"{what}: HTTP {status} from {redact_url(url)}{hint}")
+        encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
+        if status == 200 and offset:
+            # The server ignored our Range: start over.
+            dest.seek(0)
+            dest.truncate()
+            offset = 0
+            _reset_hash(state)
+        try:
+            total = None if encoded else _expected_total(response, offset)
+        except _Retryable:
+            state["resumable"] = False
+            raise
+        # Decoded bodies (Content-Encoding) cannot be resumed by byte ranges.
+        state["resumable"] = not encoded and (
+            response.headers.get("Accept-Ranges") == "bytes" or status == 206
+        )
+        _check_same_object(state, response, total, offset, url)
+        stats.size = total
+        if total is not None and total > self.max_download_bytes:
+            raise DownloadError(
+                f"{what}: {total} bytes is above the download cap of "
+                f"{self.max_download_bytes} bytes (raise --max-download-bytes)"
             )
-            _check_same_object(state, response, total, offset, url)
-            stats.size = total
-            if total is not None and total > self.max_download_bytes:
-                raise DownloadError(
-                    f"{what}: {total} bytes is above the download cap of "
-                    f"{self.max_download_bytes} bytes (raise --max-download-bytes)"
+        written = offset
+        digest = state["hash"]
+        # As the bytes arrive (no re-chunking): what came before a break is kept and
+        # the next attempt resumes after it. Each chunk is hashed once written, so the
+        # file is never read again to checksum it.
+        started, floor = time.monotonic(), self.min_download_rate
+        for chunk in response.iter_bytes():
+            written += len(chunk)
+            elapsed = time.monotonic() - started
+            if elapsed > self.timeout_s and written - offset < floor * elapsed:
+                raise _Retryable(
+                    f"too slow: {written - offset} bytes in {elapsed:.0f} s from "
+                    f"{redact_url(url)}, below the minimum of {floor:.0f} bytes/s "
+                    "(--min-download-rate)"
                 )
-            written = offset
-            digest = state["hash"]
-            # As the bytes arrive (no re-chunking): what came before a break is kept and
-            # the next attempt resumes after it. Each chunk is hashed once written, so the
-            # file is never read again to checksum it.
-            started, floor = time.monotonic(), self.min_download_rate
-            for chunk in response.iter_bytes():
-                written += len(chunk)
-                elapsed = time.monotonic() - started
-                if elapsed > self.timeout_s and written - offset < floor * elapsed:
-                    raise _Retryable(
-                        f"too slow: {written - offset} bytes in {elapsed:.0f} s from "
-                        f"{redact_url(url)}, below the minimum of {floor:.0f} bytes/s "
-                        "(--min-download-rate)"
-                    )
-                if written > self.max_download_bytes:
-                    raise DownloadError(
-                        f"{what}: more than the download cap of {self.max_download_bytes} "
-                        "bytes (raise --max-download-bytes)"
-                    )
-                dest.write(chunk)
-                if digest is not None:
-                    digest.update(chunk)
-                    state["hashed"] += len(chunk)
-            if total is not None and written != total:
-                raise _Retryable(f"short body: got {written} of {total} bytes")
+            if written > self.max_download_bytes:
+                raise DownloadError(
+                    f"{what}: more than the download cap of {self.max_download_bytes} "
+                    "bytes (raise --max-download-bytes)"
+                )
+            dest.write(chunk)
+            if digest is not None:
+                digest.update(chunk)
+                state["hashed"] += len(chunk)
+        if total is not None and written != total:
+            raise _Retryable(f"short body: got {written} of {total} bytes")
 
 
 def _check_same_object(
