@@ -78,6 +78,8 @@ TOKEN_MARGIN_S = 60.0
 #: The most bytes of one API answer that are read (a page of 100 recordings is ~50 KB);
 #: a larger answer is refused instead of filling memory.
 MAX_ANSWER_BYTES = 32 << 20
+#: The most entries a listing goes through (its ids are kept to skip duplicates).
+MAX_LISTED = 1_000_000
 #: Redirects an API call follows (within the API's origin only).
 MAX_REDIRECTS = 5
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -723,30 +725,57 @@ class OdysseyClient:
             ApiError: the listing failed (the page is named in the message).
         """
 
-        def fetch(limit: int, offset: int) -> tuple[Sequence[RecordingInfo], int]:
+        def fetch(limit: int, offset: int) -> tuple[Sequence[RecordingInfo], int, int | None]:
             page = self.list_page(limit, offset)
-            return page.recordings, page.total
+            return page.recordings, page.total, page.offset
 
         yield from self._paginate(fetch, lambda info: info.stream_id, limit)
 
     def _paginate(
         self,
-        fetch: Callable[[int, int], tuple[Sequence[_Item], int]],
+        fetch: Callable[[int, int], tuple[Sequence[_Item], int, int | None]],
         key: Callable[[_Item], str],
         limit: int | None,
     ) -> Iterator[_Item]:
-        """Drive :class:`OffsetPaginator` over ``fetch(limit, offset) -> (items, total)``."""
+        """Drive :class:`OffsetPaginator` over ``fetch(limit, offset) -> (items, total,
+        offset served)``.
+
+        Every listing ends: a server that serves another offset than the one asked for,
+        or a page that brings nothing new (it ignores ``offset``), or more than
+        :data:`MAX_LISTED` items, is an error, not a loop.
+
+        Raises:
+            ApiResponseError: the server pages in a way that would never end.
+        """
         pager = OffsetPaginator(page_size=self.page_size, max_items=limit)
         seen: set[str] = set()
         while not pager.done:
             params = pager.next_params()
-            items, total = fetch(params["limit"], params["offset"])
+            items, total, served = fetch(params["limit"], params["offset"])
+            where = f"the page at offset={params['offset']}"
+            if served is not None and served != params["offset"]:
+                raise ApiResponseError(
+                    f"listing: {where} says it is offset={served}: the API does not page "
+                    "as asked; stopping (report it to the API's operators)"
+                )
             pager.advance(len(items), total)
+            new = 0
             for item in items:
                 # New items arriving mid-listing shift offsets: never yield one twice.
                 if key(item) not in seen:
                     seen.add(key(item))
+                    new += 1
                     yield item
+            if items and not new:
+                raise ApiResponseError(
+                    f"listing: {where} brings nothing new (the API repeats a page, as if it "
+                    "ignored offset); stopping"
+                )
+            if len(seen) > MAX_LISTED:
+                raise ApiResponseError(
+                    f"listing: more than {MAX_LISTED} entries; pass --limit (or filters) to "
+                    "export part of them"
+                )
 
     def get_recording(self, stream_id: str) -> Recording:
         """``GET /recordings/{stream_id}``: fresh presigned URLs for one recording.
@@ -786,9 +815,9 @@ class OdysseyClient:
             ApiError: the listing failed (the page is named in the message).
         """
 
-        def fetch(limit: int, offset: int) -> tuple[Sequence[SimulationJob], int]:
+        def fetch(limit: int, offset: int) -> tuple[Sequence[SimulationJob], int, int | None]:
             page = self.list_jobs_page(limit, offset, status=status, active=active)
-            return page.jobs, page.total
+            return page.jobs, page.total, page.offset
 
         yield from self._paginate(fetch, lambda job: job.job_id, limit)
 

@@ -56,12 +56,15 @@ from odyssey_data.align import (
 from odyssey_data.api import DownloadStats, OdysseyClient, RetryPolicy
 from odyssey_data.card import write_card
 from odyssey_data.errors import (
+    ApiResponseError,
+    AuthError,
     ConfigError,
     DecodeError,
     NotFoundError,
     OdysseyDataError,
     RecordingError,
     StorageError,
+    printable,
     redact_url,
 )
 from odyssey_data.events import parse_events
@@ -518,7 +521,11 @@ class _Prefetcher:
     def _run(self, task: RecordingTask) -> RecordingTask:
         folder = tempfile.mkdtemp(prefix=scratch_prefix(), dir=task.store.scratch_dir())
         self._folders.append(folder)
-        return replace(task, prefetched=fetch(task, folder))
+        try:
+            fetched = fetch(task, folder)
+        except Exception as exc:  # as in process_recording: this recording fails alone
+            fetched = Fetched(folder, result=_unexpected(task, exc))
+        return replace(task, prefetched=fetched)
 
     def tasks(self, tasks: Iterable[RecordingTask]) -> Iterator[RecordingTask]:
         """``tasks`` in order, each with its files fetched (``prefetched``)."""
@@ -594,14 +601,35 @@ class Fetched:
 def process_recording(task: RecordingTask) -> RecordingResult:
     """Export one recording: fetch, probe, parse, align, copy the video.
 
-    Never raises for bad data or a failed download of this recording: the result then
-    has ``status="failed"`` and the reason. Only programming errors propagate. Either
-    way ``stats`` counts the download ``attempts``, the ``retries`` (repeated downloads
-    and API calls) and the ``url_refreshes`` (expired presigned URLs replaced).
+    Never raises for anything in this recording's answer, files or events: the result
+    then has ``status="failed"`` and the reason. Bad data the package knows to check
+    fails with its own message; anything else that goes wrong in this one recording
+    (a case no check foresaw) fails it too, named by its exception, with the traceback
+    in the debug log: one bad recording never stops the others. Either way ``stats``
+    counts the download ``attempts``, the ``retries`` (repeated downloads and API calls)
+    and the ``url_refreshes`` (expired presigned URLs replaced).
 
     A task whose files the driver already fetched (``task.prefetched``, the local
     executor's download-ahead) skips the fetch; its folder is removed here either way.
     """
+    try:
+        return _process(task)
+    except Exception as exc:  # the last line of "one bad recording stays one failure"
+        return _unexpected(task, exc)
+
+
+def _unexpected(task: RecordingTask, exc: Exception) -> RecordingResult:
+    """The failed result of a recording whose export raised what no check foresaw."""
+    log.debug("recording %r failed unexpectedly", task.info.stream_id, exc_info=True)
+    reason = (
+        f"recording {task.info.stream_id!r}: unexpected {type(exc).__name__} while "
+        f"exporting it ({printable(str(exc))[:200]}); the others are not affected "
+        "(run with --debug for the traceback, and please report it)"
+    )
+    return RecordingResult(task.info.stream_id, "failed", reason)
+
+
+def _process(task: RecordingTask) -> RecordingResult:
     if task.prefetched is not None:
         try:
             return _finish(task, task.prefetched)
@@ -1391,6 +1419,8 @@ def _select(
     for info in infos:
         if info.stream_id in done:
             already += 1
+        elif info.problem is not None:
+            skipped.append(RecordingResult(info.stream_id, "failed", info.problem))
         elif info.is_active:
             skipped.append(
                 RecordingResult(
@@ -1399,7 +1429,46 @@ def _select(
             )
         else:
             todo.append(info)
-    return todo + jobs[0], skipped + jobs[1], already + jobs[2]
+    todo, refused = _distinct(todo + jobs[0])
+    return todo, skipped + jobs[1] + refused, already + jobs[2]
+
+
+#: Prefixes of manifest keys that are not stream ids (``job:<job_id>``), and the one
+#: under which a stream id that starts with either is recorded (then as failed).
+RESERVED_KEYS = ("job:", "stream:")
+
+
+def _distinct(todo: list[RecordingInfo]) -> tuple[list[RecordingInfo], list[RecordingResult]]:
+    """The recordings to process, each stream id once and none shaped like another key.
+
+    Two entries with one stream id (a stream and a simulation output, two jobs naming
+    the same output) would write one video file: the second fails instead. A stream id
+    shaped like a job key (``job:…``) would share the job's manifest key: it fails,
+    recorded under ``stream:<id>``.
+    """
+    seen: dict[str, RecordingInfo] = {}
+    refused: list[RecordingResult] = []
+    for info in todo:
+        sid = info.stream_id
+        if sid.startswith(RESERVED_KEYS):
+            reason = (
+                f"recording {sid!r}: a stream id starting with {sid.split(':')[0]!r}: has the "
+                "form of the manifest's job keys; it cannot be exported safely"
+            )
+            refused.append(RecordingResult(f"stream:{sid}", "failed", reason))
+        elif sid in seen:
+            first = seen[sid]
+            reason = (
+                f"recording {sid!r}: listed twice ("
+                f"{'job ' + repr(first.job_id) if first.job_id else 'a stream'} and "
+                f"{'job ' + repr(info.job_id) if info.job_id else 'a stream'}); the first is "
+                "exported, this one is not (one file name, one manifest key per id)"
+            )
+            log.warning("%s", reason)
+            refused.append(RecordingResult(sid, "failed", reason))
+        else:
+            seen[sid] = info
+    return list(seen.values()), refused
 
 
 def _job_skip_reason(job: SimulationJob) -> str:
@@ -1442,6 +1511,10 @@ def _select_jobs(
         except NotFoundError:
             reason = f"simulation job {job_id!r}: the API does not know it (HTTP 404); check the id"
             skipped.append(RecordingResult(key, "failed", reason))
+            continue
+        except (ApiResponseError, AuthError) as exc:
+            # One job's bad answer (or one job refused) fails that job, not the export.
+            skipped.append(RecordingResult(key, "failed", str(exc)))
             continue
         if detail.job.status != "completed":
             skipped.append(RecordingResult(key, "skipped", _job_skip_reason(detail.job)))

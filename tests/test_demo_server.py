@@ -54,8 +54,8 @@ def _auth(c: httpx.Client) -> dict[str, str]:
     return {"Authorization": f"Bearer {_token(c)}"}
 
 
-def _urls(c: httpx.Client, stream_id: str) -> Recording:
-    r = c.get(f"/recordings/{stream_id}", headers=_auth(c))
+def _urls(c: httpx.Client, stream_id: str, segment: str | None = None) -> Recording:
+    r = c.get(f"/recordings/{segment or stream_id}", headers=_auth(c))
     assert r.status_code == 200, r.text
     return Recording.from_json(r.json(), stream_id=stream_id)
 
@@ -376,7 +376,7 @@ def test_quoted_stream_id(catalog: DemoCatalog) -> None:
     with DemoServer(cat) as srv, httpx.Client(base_url=srv.base_url) as c:
         listed = c.get("/stream-recordings", headers=_auth(c)).json()["recordings"]
         assert listed[0]["stream_id"] == odd.stream_id
-        got = _urls(c, "odd%20id%2F%C3%A4%3F%23%25")
+        got = _urls(c, odd.stream_id, "odd%20id%2F%C3%A4%3F%23%25")
         assert got.stream_id == odd.stream_id
         assert got.video_url is not None
         assert "/blobs/odd%20id%2F%C3%A4%3F%23%25/video.mp4?" in got.video_url

@@ -478,15 +478,16 @@ def test_401_that_a_new_token_does_not_cure_fails_that_recording(
     [
         (b"<html>Bad Gateway</html>", "the answer is not valid JSON"),
         (json.dumps({"video_url": None}).encode(), "the field 'stream_id' is missing"),
-        (json.dumps({"stream_id": "x", "video_url": 7}).encode(), "'video_url' has the wrong"),
+        (json.dumps({"stream_id": "SID", "video_url": 7}).encode(), "'video_url' has the wrong"),
+        (json.dumps({"stream_id": "x", "video_url": None}).encode(), "for another recording"),
     ],
-    ids=["invalid-json", "missing-field", "wrong-type"],
+    ids=["invalid-json", "missing-field", "wrong-type", "another-recording"],
 )
 def test_bad_api_answer_fails_that_recording_only(
     server: DemoServer, tmp_path: Path, body: bytes, expected: str
 ) -> None:
     target = ids(server)[1]
-    server.inject(f"/recordings/{target}", 200, body=body)
+    server.inject(f"/recordings/{target}", 200, body=body.replace(b"SID", target.encode()))
     report, manifest = run(server, tmp_path / "out")
     assert (report.exported, report.failed) == (2, 1)
     reason = manifest["recordings"][target]["reason"]
