@@ -2,7 +2,8 @@
 
 Exit codes: 0 all done, 1 fatal error, 2 usage or configuration error, 3 finished but
 some recordings failed or were skipped. Expected failures print one readable line, never
-a traceback (``--debug`` shows it).
+a traceback (``--debug`` shows it). Every text printed that may come from a server or a
+dataset (ids, reasons, error messages) goes through :func:`_shown`; JSON output is ASCII.
 """
 
 from __future__ import annotations
@@ -29,11 +30,19 @@ from rich.progress import (
 from rich.table import Table
 
 from odyssey_data._version import __version__
-from odyssey_data.errors import ConfigError, MissingDependencyError, OdysseyDataError
+from odyssey_data.errors import ConfigError, MissingDependencyError, OdysseyDataError, printable
 from odyssey_data.images import FORMATS, parse_resize
 from odyssey_data.pipeline import ExportConfig, ExportReport, ProgressSink, RecordingResult
 
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+def _shown(text: str) -> str:
+    """``text`` fit for the terminal: control characters neutralised (the terminal is not
+    the server's: ids, prompts and error details come from it) and rich markup escaped."""
+    return escape(printable(text))
+
+
 DEMO_OUTPUT = "./odyssey-demo-dataset"
 
 out = Console(highlight=False, soft_wrap=True)
@@ -73,7 +82,7 @@ class _Bar(ProgressSink):
         rate = f"{self.bytes / elapsed / 1e6:.1f} MB/s"
         self.progress.update(self.task, advance=1, frames=self.frames, rate=rate)
         if result.status != "exported" and self.enabled:
-            sid, reason = escape(result.stream_id), escape(str(result.reason))
+            sid, reason = _shown(result.stream_id), _shown(str(result.reason))
             line = f"[yellow]{result.status}[/] {sid}: {reason}"
             self.progress.console.print(line)
 
@@ -96,9 +105,11 @@ def _storage_options(pairs: Sequence[str] | None) -> dict[str, Any]:
 
 def _print_report(report: ExportReport, as_json: bool) -> None:
     if as_json:
-        out.print_json(data=report.to_json())
+        out.print_json(ensure_ascii=True, data=report.to_json())
         return
-    table = Table(title=f"export to {report.output}", show_header=False, title_justify="left")
+    table = Table(
+        title=f"export to {_shown(report.output)}", show_header=False, title_justify="left"
+    )
     table.add_column(style="bold")
     table.add_column(justify="right")
     table.add_row("exported", str(report.exported))
@@ -113,7 +124,7 @@ def _print_report(report: ExportReport, as_json: bool) -> None:
     table.add_row("frames/s", f"{report.frames_per_s:,.0f}")
     out.print(table)
     for sid, status, reason in report.problems:
-        out.print(f"[yellow]{status}[/] {escape(sid)}: {escape(reason)}")
+        out.print(f"[yellow]{status}[/] {_shown(sid)}: {_shown(reason)}")
 
 
 def _config(args: argparse.Namespace, output: str, **extra: Any) -> ExportConfig:
@@ -245,7 +256,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         names = [job.api_key_env] if job.api_key_env else []
         names += list(job.storage_options_env.values())
         needs = f"; reads {', '.join(names)} from the environment" if names else ""
-        out.print(f"ok: {escape(job.path)} exports to {escape(job.config.output)}{needs}")
+        out.print(f"ok: {_shown(job.path)} exports to {_shown(job.config.output)}{needs}")
         return EXIT_OK
     bar = _Bar(not args.quiet and not args.json)
     if job.demo is None:
@@ -282,12 +293,12 @@ def cmd_list(args: argparse.Namespace) -> int:
             }
         )
     if args.json:
-        out.print_json(data=rows)
+        out.print_json(ensure_ascii=True, data=rows)
         return EXIT_OK
     table = Table("stream_id", "size", "started_at", "duration", "state")
     for r in rows:
         table.add_row(
-            escape(r["stream_id"]),
+            _shown(r["stream_id"]),
             f"{r['width']}x{r['height']}",
             r["started_at"] or "",
             f"{r['duration_seconds']:.1f} s" if r["duration_seconds"] is not None else "",
@@ -304,9 +315,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     ds = open_dataset(args.dataset, _storage_options(args.storage_option))
     summary = ds.summary()
     if args.json:
-        out.print_json(data=summary)
+        out.print_json(ensure_ascii=True, data=summary)
         return EXIT_OK
-    table = Table(title=f"dataset {args.dataset}", show_header=False, title_justify="left")
+    table = Table(title=f"dataset {_shown(args.dataset)}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
     table.add_row("recordings", str(summary["recordings"]))
@@ -322,7 +333,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     out.print(table)
     for sid, status in sorted(ds.manifest.recordings.items()):
         if status.status != "exported":
-            out.print(f"[yellow]{status.status}[/] {escape(sid)}: {escape(str(status.reason))}")
+            out.print(f"[yellow]{status.status}[/] {_shown(sid)}: {_shown(str(status.reason))}")
     return EXIT_OK
 
 
@@ -335,7 +346,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         out.print(f"ok: {len(ds.manifest.files)} files verified in {args.dataset}")
         return EXIT_OK
     for problem in problems:
-        out.print(f"[red]problem[/] {escape(problem)}")
+        out.print(f"[red]problem[/] {_shown(problem)}")
     out.print(f"{len(problems)} problems in {args.dataset}")
     return EXIT_FATAL
 
@@ -637,12 +648,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except (ConfigError, MissingDependencyError) as exc:
-        err.print(f"[red]error[/]: {escape(str(exc))}")
+        err.print(f"[red]error[/]: {_shown(str(exc))}")
         return EXIT_USAGE
     except OdysseyDataError as exc:
         if args.debug:
             raise
-        err.print(f"[red]error[/]: {escape(str(exc))}")
+        err.print(f"[red]error[/]: {_shown(str(exc))}")
         return EXIT_FATAL
     except KeyboardInterrupt:
         err.print("interrupted; the dataset holds what was committed, re-run to finish")

@@ -102,6 +102,7 @@ from odyssey_data.video import (
     FrameTiming,
     ProbeMode,
     decode_frames,
+    media_problem,
     probe_frames,
     stream_params,
     ticks_to_seconds,
@@ -973,6 +974,11 @@ def _build(
     video = task.store.put_file(video_rel, video_file, kind="video", sha256=video_sha256)
     extra_files: list[FileEntry] = []
     for name, (local, digest) in (media or {}).items():
+        # Checked to be what it claims (an error page is not a thumbnail).
+        problem = media_problem(local, name.partition(".")[0], what)
+        if problem is not None:
+            warnings = (*warnings, problem)
+            continue
         extra_files.append(
             task.store.put_file(
                 f"videos/{safe_name(sid)}.{name}",

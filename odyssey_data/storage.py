@@ -85,7 +85,13 @@ TMP_PREFIX = ".tmp-"
 SCRATCH_PREFIX = f"{TMP_PREFIX}odyssey-data-"
 ROW_GROUP_ROWS = 100_000
 IMAGE_ROW_GROUP_ROWS = 1_024
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SAFE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+#: The suffixes of a recording's media beside its video (``<name>.preview.mp4``).
+_MEDIA_SUFFIXES = (".preview", ".thumbnail")
+#: Names Windows keeps for devices, whatever the extension.
+_DEVICE_NAMES = frozenset(
+    ["con", "prn", "aux", "nul"] + [f"{p}{i}" for p in ("com", "lpt") for i in range(1, 10)]
+)
 _EXTRAS = {
     "s3": ("s3fs", "s3"),
     "s3a": ("s3fs", "s3"),
@@ -164,15 +170,24 @@ def utc_now_iso() -> str:
 
 
 def safe_name(stream_id: str) -> str:
-    """A file name for ``stream_id`` that cannot escape its folder.
+    """A file name for ``stream_id`` that cannot escape its folder or meet another id's.
 
-    Ids of letters, digits, ``.``, ``_`` and ``-`` (starting with a letter or digit, no
-    ``..``) are kept as they are; anything else (separators, ``..``, control characters,
-    absolute paths, very long ids) becomes ``_<slug>-<sha256 prefix>``, which no kept id
-    can collide with because kept ids never start with ``_``. The original id stays in
-    the ``stream_id`` column.
+    Ids of lower-case letters, digits, ``.``, ``_`` and ``-`` (starting with a letter or
+    digit, no ``..``) are kept as they are; anything else becomes
+    ``_<slug>-<sha256 prefix>``, which no kept id can collide with because kept ids
+    never start with ``_``. Also hashed: upper-case letters (``Abc`` and ``abc`` are one
+    file on a case-insensitive disk), ids ending in ``.preview`` or ``.thumbnail``
+    (``X.preview.mp4`` is recording ``X``'s preview), Windows device names (``con``,
+    ``nul``…), separators, control characters, absolute paths and very long ids. The
+    original id stays in the ``stream_id`` column.
     """
-    if _SAFE_ID.match(stream_id) and ".." not in stream_id:
+    kept = (
+        _SAFE_ID.match(stream_id)
+        and ".." not in stream_id
+        and not stream_id.endswith(_MEDIA_SUFFIXES)
+        and stream_id.split(".")[0] not in _DEVICE_NAMES
+    )
+    if kept:
         return stream_id
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", stream_id).strip("-")[:40]
     digest = hashlib.sha256(stream_id.encode("utf-8", "surrogatepass")).hexdigest()[:20]

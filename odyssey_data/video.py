@@ -35,6 +35,7 @@ __all__ = [
     "decode_frames",
     "encode_jpeg",
     "encode_video",
+    "media_problem",
     "probe_frames",
     "read_frames",
     "resample_video",
@@ -48,7 +49,7 @@ ProbeMode = Literal["auto", "demux", "decode"]
 
 @dataclass(frozen=True, slots=True, eq=False)
 class FrameTiming:
-    """Presentation timing of every frame of a video's first video stream.
+    """Presentation timing of every frame of a video's video stream (the default track).
 
     Attributes:
         pts: presentation timestamps in presentation order (int64, strictly increasing).
@@ -125,9 +126,26 @@ def _reason(exc: Exception) -> str:
 
 
 def _video_stream(container: Any, what: str) -> Any:
-    if not container.streams.video:
+    """The recording's video stream: the only one, or the default track of several.
+
+    Cover pictures (attached pictures) do not count. A file with several video streams
+    and not exactly one marked as the default track is refused: exporting the wrong
+    one would be silent corruption.
+    """
+    disposition = av.stream.Disposition
+    streams = [s for s in container.streams.video if not s.disposition & disposition.attached_pic]
+    if not streams:
         raise DecodeError(f"{what}: the file has no video stream")
-    return container.streams.video[0]
+    if len(streams) == 1:
+        return streams[0]
+    defaults = [s for s in streams if s.disposition & disposition.default]
+    if len(defaults) == 1:
+        return defaults[0]
+    raise DecodeError(
+        f"{what}: the file has {len(streams)} video streams and "
+        f"{'none' if not defaults else len(defaults)} of them marked as the default track: "
+        "cannot tell which one is the recording"
+    )
 
 
 @dataclass(slots=True)
@@ -136,10 +154,35 @@ class _Packets:
 
     count: int = 0  # non-empty packets, discarded or pts-less ones included
     last_corrupt: bool = False  # the last packet was cut short (a short read at EOF)
+    last_dts: int | None = None
+    #: (packet number, its dts, the dts before it) of the first packet whose decode
+    #: timestamp goes backwards, if any.
+    backwards: tuple[int, int, int] | None = None
 
     def see(self, packet: Any) -> None:
         self.count += 1
         self.last_corrupt = bool(packet.is_corrupt)
+        dts = packet.dts
+        if dts is not None:
+            if self.last_dts is not None and dts < self.last_dts and self.backwards is None:
+                self.backwards = (self.count, int(dts), self.last_dts)
+            self.last_dts = int(dts)
+
+
+def _check_order(seen: _Packets, what: str) -> None:
+    """Refuse a stream whose decode timestamps go backwards.
+
+    Frames are ordered by their pts, which is right only while the stream's clock runs
+    forward: a packet stamped earlier than the one decoded before it (a spliced or
+    damaged stream) would be moved silently to another place in the recording.
+    """
+    if seen.backwards is not None:
+        number, dts, before = seen.backwards
+        raise DecodeError(
+            f"{what}: timestamps go backwards in decode order (packet {number} has dts "
+            f"{dts}, after {before}); the stream is damaged or spliced, its frame order "
+            "cannot be trusted"
+        )
 
 
 def _demux_timing(
@@ -242,7 +285,8 @@ def _first_decoded_pts(source: VideoSource, what: str) -> int | None:
 def probe_frames(
     source: VideoSource, *, what: str = "video", mode: ProbeMode = "auto"
 ) -> FrameTiming:
-    """Read the presentation timing of every frame of the first video stream.
+    """Read the presentation timing of every frame of the video stream (the only one,
+    or the default track: see :func:`_video_stream`).
 
     Args:
         source: a path or a seekable binary file object.
@@ -256,9 +300,10 @@ def probe_frames(
         The timing, with at least one frame.
 
     Raises:
-        DecodeError: the file is not a video, has no video stream, no frames,
-            duplicate timestamps, or is cut short (fewer frames than its index lists,
-            or a last frame whose bytes run past the end of the file).
+        DecodeError: the file is not a video, has no video stream (or several and no
+            single default track), no frames, duplicate timestamps, timestamps that go
+            backwards in decode order, or is cut short (fewer frames than its index
+            lists, or a last frame whose bytes run past the end of the file).
     """
     try:
         with _open(source, what, packets_only=mode != "decode") as container:
@@ -275,6 +320,7 @@ def probe_frames(
                 if missing and mode == "auto":
                     method = ""
             _check_complete(seen, indexed, what)
+            _check_order(seen, what)
         if not (width and height):
             # A codec whose frame size only a decoded header tells (the container was
             # opened without decoding while probing): open it again to read the size.
@@ -418,7 +464,7 @@ def _stream_params(stream: Any, what: str) -> tuple[Fraction, int, int]:
 
 
 def stream_params(source: VideoSource, what: str = "video") -> tuple[Fraction, int, int]:
-    """The first video stream's time base, width and height, read from its headers."""
+    """The video stream's time base, width and height, read from its headers."""
     try:
         with _open(source, what, packets_only=True) as container:
             return _stream_params(_video_stream(container, what), what)
@@ -644,3 +690,31 @@ def encode_jpeg(rgb: npt.NDArray[np.uint8]) -> bytes:
     frame.pts = 0
     packets = [*codec.encode(frame), *codec.encode(None)]
     return b"".join(bytes(packet) for packet in packets)
+
+
+def media_problem(path: str, kind: str, what: str) -> str | None:
+    """Why the file beside a video is not what it claims to be, or ``None`` when it is.
+
+    ``kind`` ``"thumbnail"``: a JPEG whose one picture decodes; ``"preview"``: a video
+    whose frames can be read (as :func:`probe_frames` reads them). An HTML error page,
+    another file type or a damaged file served in its place is never stored as one.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(3)
+        if kind == "thumbnail":
+            if head != b"\xff\xd8\xff":
+                return f"{what} thumbnail: not a JPEG file; not stored"
+            with _open(path, what) as container:
+                stream = _video_stream(container, what)
+                if stream.codec_context.name != "mjpeg":
+                    return f"{what} thumbnail: not a JPEG picture; not stored"
+                if next(iter(container.decode(stream)), None) is None:
+                    return f"{what} thumbnail: the JPEG holds no picture; not stored"
+            return None
+        probe_frames(path, what=f"{what} preview", mode="demux")
+    except DecodeError as exc:
+        return f"{exc}; not stored"
+    except (av.error.FFmpegError, OSError) as exc:
+        return f"{what} {kind}: cannot be read ({_reason(exc)}); not stored"
+    return None

@@ -68,6 +68,97 @@ def video_without_frames() -> bytes:
         return target.read_bytes()
 
 
+def two_video_streams(fmt: str = "mp4", default: str = "second") -> bytes:
+    """Two H.264 video streams: 5 red frames, then 9 blue ones (64x64, 10 fps).
+
+    ``default``: which is marked the default track, ``"second"``, ``"first"`` or
+    ``"both"`` (Matroska keeps several marked; MP4 marks one per kind).
+    """
+    disposition = av.stream.Disposition
+    sink = io.BytesIO()
+    with av.open(sink, "w", format=fmt) as out:
+        streams = []
+        for _ in range(2):
+            stream = out.add_stream("libx264", rate=10)
+            stream.width = stream.height = 64
+            stream.pix_fmt = "yuv420p"
+            streams.append(stream)
+        marks = {"first": (1, 0), "second": (0, 1), "both": (1, 1)}[default]
+        for stream, mark in zip(streams, marks, strict=True):
+            stream.disposition = disposition.default if mark else disposition(0)
+        for channel, (stream, count) in enumerate(zip(streams, (5, 9), strict=True)):
+            for i in range(count):
+                rgb = np.zeros((64, 64, 3), np.uint8)
+                rgb[..., 0 if channel == 0 else 2] = 220
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                frame.pts = i
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+            for packet in stream.encode():
+                out.mux(packet)
+    return sink.getvalue()
+
+
+def _pes_timestamp(field: bytes | bytearray) -> int:
+    return (
+        ((field[0] >> 1) & 7) << 30
+        | field[1] << 22
+        | (field[2] >> 1) << 15
+        | field[3] << 7
+        | field[4] >> 1
+    )
+
+
+def _pes_field(value: int, prefix: int) -> bytes:
+    return bytes(
+        [
+            (prefix << 4) | (((value >> 30) & 7) << 1) | 1,
+            (value >> 22) & 0xFF,
+            (((value >> 15) & 0x7F) << 1) | 1,
+            (value >> 7) & 0xFF,
+            ((value & 0x7F) << 1) | 1,
+        ]
+    )
+
+
+@cache
+def dts_backwards() -> bytes:
+    """An MPEG-TS H.264 stream (no B-frames) whose 7th frame is stamped between the 2nd
+    and the 3rd: its decode timestamp goes backwards, its pts is unique, so sorting by
+    pts would move the frame silently."""
+    sink = io.BytesIO()
+    with av.open(sink, "w", format="mpegts") as out:
+        stream = out.add_stream("libx264", rate=10, options={"bf": "0"})
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuv420p"
+        for i in range(12):
+            frame = av.VideoFrame.from_ndarray(
+                np.full((64, 64, 3), i * 20, np.uint8), format="rgb24"
+            )
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    data = bytearray(sink.getvalue())
+    headers = []  # (offset of the PTS field, PTS_DTS_flags) of each video PES
+    for start in range(0, len(data), 188):
+        packet = data[start : start + 188]
+        if packet[0] != 0x47 or not packet[1] & 0x40:  # sync byte; payload unit start
+            continue
+        at = 4 + (1 + packet[4] if packet[3] & 0x20 else 0)  # past an adaptation field
+        if packet[at : at + 3] == b"\x00\x00\x01" and 0xE0 <= packet[at + 3] <= 0xEF:
+            headers.append((start + at + 9, packet[at + 7] >> 6))
+    (second, _), (third, _), (seventh, flags) = headers[1], headers[2], headers[6]
+    moved = (
+        _pes_timestamp(data[second : second + 5]) + _pes_timestamp(data[third : third + 5])
+    ) // 2
+    data[seventh : seventh + 5] = _pes_field(moved, 0b0010 if flags == 2 else 0b0011)
+    if flags == 3:  # a DTS field follows the PTS
+        data[seventh + 5 : seventh + 10] = _pes_field(moved, 0b0001)
+    return bytes(data)
+
+
 def bad_videos() -> dict[str, tuple[bytes, str]]:
     """Name → (video bytes, the telling part of the reason the recording fails with)."""
     good = BASE.video_bytes()
@@ -90,4 +181,9 @@ def bad_videos() -> dict[str, tuple[bytes, str]]:
         ),
         "video-no-video-stream": (audio_only(), "the file has no video stream"),
         "video-zero-frames": (video_without_frames(), "the video stream holds no frames"),
+        "video-two-streams-both-default": (
+            two_video_streams("matroska", "both"),
+            "2 video streams and 2 of them marked as the default track",
+        ),
+        "video-dts-backwards": (dts_backwards(), "timestamps go backwards in decode order"),
     }
