@@ -68,8 +68,10 @@ def video_without_frames() -> bytes:
         return target.read_bytes()
 
 
-def two_video_streams(fmt: str = "mp4", default: str = "second") -> bytes:
-    """Two H.264 video streams: 5 red frames, then 9 blue ones (64x64, 10 fps).
+def two_video_streams(
+    fmt: str = "mp4", default: str = "second", counts: tuple[int, int] = (5, 9)
+) -> bytes:
+    """Two H.264 video streams: ``counts`` red frames, then blue ones (64x64, 10 fps).
 
     ``default``: which is marked the default track, ``"second"``, ``"first"`` or
     ``"both"`` (Matroska keeps several marked; MP4 marks one per kind).
@@ -86,7 +88,7 @@ def two_video_streams(fmt: str = "mp4", default: str = "second") -> bytes:
         marks = {"first": (1, 0), "second": (0, 1), "both": (1, 1)}[default]
         for stream, mark in zip(streams, marks, strict=True):
             stream.disposition = disposition.default if mark else disposition(0)
-        for channel, (stream, count) in enumerate(zip(streams, (5, 9), strict=True)):
+        for channel, (stream, count) in enumerate(zip(streams, counts, strict=True)):
             for i in range(count):
                 rgb = np.zeros((64, 64, 3), np.uint8)
                 rgb[..., 0 if channel == 0 else 2] = 220
