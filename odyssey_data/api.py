@@ -57,6 +57,7 @@ from odyssey_data.models import (
     SimulationJob,
     SimulationJobDetail,
     SimulationJobPage,
+    is_metadata_host,
 )
 
 __all__ = [
@@ -646,12 +647,18 @@ class OdysseyClient:
 
     def _refuse_foreign_credentials(self, request: httpx.Request) -> None:
         """An httpx request hook, run before every request and redirect is sent: a bearer
-        token goes to the API's origin or nowhere, and a download that began on https
-        never goes on over plain http."""
+        token goes to the API's origin or nowhere, a download that began on https never
+        goes on over plain http, and no download is redirected to a link-local or cloud
+        metadata address."""
         if "authorization" in request.headers and _origin(request.url) != self._origin:
             raise _Refused(
                 f"refusing to send the API's bearer token to {redact_url(str(request.url))}, "
                 f"outside the API's origin {self.api_url}"
+            )
+        if _HTTPS_ONLY in request.extensions and is_metadata_host(request.url.host):
+            raise _Refused(
+                f"refusing a redirect to {redact_url(str(request.url))}, a link-local or "
+                "cloud metadata address"
             )
         if request.extensions.get(_HTTPS_ONLY) and request.url.scheme != "https":
             raise _Refused(

@@ -18,6 +18,7 @@ Parse leniently what the export does not use, check strictly what it does:
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -38,6 +39,7 @@ __all__ = [
     "SimulationJobDetail",
     "SimulationJobPage",
     "SimulationStream",
+    "is_metadata_host",
     "parse_datetime",
 ]
 
@@ -119,8 +121,30 @@ def _seconds(data: Mapping[str, Any], name: str, what: str) -> float | None:
     return seconds
 
 
+#: Host names of cloud instance metadata services (they hand out credentials).
+_METADATA_HOSTS = frozenset({"metadata", "metadata.google.internal", "instance-data"})
+
+
+def is_metadata_host(host: str) -> bool:
+    """Whether ``host`` is a link-local address or a cloud metadata service's name.
+
+    An artifact URL (or a redirect) pointing there would copy the machine's cloud
+    credentials into the dataset: never fetched.
+    """
+    name = host.strip("[]").rstrip(".").lower()
+    if name in _METADATA_HOSTS:
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_link_local or (mapped is not None and mapped.is_link_local))
+
+
 def _url(data: Mapping[str, Any], name: str, what: str) -> str | None:
-    """An optional artifact URL: absolute http(s), with a host and a valid port."""
+    """An optional artifact URL: absolute http(s), with a host and a valid port, not a
+    link-local or metadata-service host (see :func:`is_metadata_host`)."""
     value = _optional(data, name, (str,), what)
     if value is None or value == "":
         return None
@@ -135,6 +159,11 @@ def _url(data: Mapping[str, Any], name: str, what: str) -> str | None:
     if not port_ok or any(ch.isspace() or not ch.isprintable() for ch in value):
         raise ApiResponseError(
             f"{what}: the field {name!r} is not an http(s) URL with a valid host and port"
+        )
+    if is_metadata_host(parts.hostname or ""):
+        raise ApiResponseError(
+            f"{what}: the field {name!r} points at a link-local or cloud metadata address; "
+            "never fetched"
         )
     return str(value)
 

@@ -12,6 +12,7 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import FAST_RETRY
 from raw_http import (
@@ -28,7 +29,8 @@ from raw_http import (
 
 from odyssey_data import cli
 from odyssey_data.api import OdysseyClient
-from odyssey_data.errors import ApiError, DownloadError
+from odyssey_data.errors import ApiError, ApiResponseError, DownloadError
+from odyssey_data.models import Recording
 
 DATA = bytes(range(256)) * 64
 
@@ -224,3 +226,27 @@ def test_error_details_are_redacted_and_neutralised(capsys: pytest.CaptureFixtur
             assert secret not in text, (secret, text)
         assert "<redacted>" in text
         assert "\\x1b[2J" in text  # shown, harmless
+
+
+@pytest.mark.parametrize(
+    "host", ["169.254.169.254", "[fe80::1]", "metadata.google.internal", "[::ffff:169.254.1.1]"]
+)
+def test_nothing_is_fetched_from_a_cloud_metadata_address(host: str) -> None:
+    """Unit tests (MockTransport, so a failure sends nothing off this machine): an
+    artifact URL, or a redirect of one, to a link-local or metadata-service host would
+    copy the machine's cloud credentials into the dataset."""
+    with pytest.raises(ApiResponseError, match="link-local or cloud metadata"):
+        Recording.from_json(
+            {"stream_id": "r", "video_url": f"http://{host}/latest/meta-data/"}, stream_id="r"
+        )
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        return httpx.Response(302, headers={"Location": f"http://{host}/latest/meta-data/"})
+
+    transport = httpx.MockTransport(handler)
+    with OdysseyClient("https://api.example", KEY, transport=transport) as client:
+        with pytest.raises(DownloadError, match="link-local or cloud metadata"):
+            client.download("https://bucket.example/v.mp4", io.BytesIO(), what="v")
+    assert asked == ["https://bucket.example/v.mp4"]
