@@ -18,7 +18,8 @@ Ownership (OUTPUT is shared with whatever already sits there):
   registry of them: add a pattern there for every new kind of file the export writes)
   under a root it owns: one holding ``manifest.json``, or one that was empty (or absent)
   when the first export started, which then commits an empty manifest before writing
-  anything else. :meth:`DatasetStore.check_ownership` refuses any other root.
+  anything else. :meth:`DatasetStore.check_ownership` refuses any other root, and
+  :meth:`DatasetStore.remove` refuses any name not in the registry.
 * On a local disk no path below the root may be a symbolic link: reading, writing and
   deleting refuse one (:meth:`DatasetStore.path`), and listings skip them, so nothing
   outside OUTPUT is ever touched through a link.
@@ -855,7 +856,19 @@ class DatasetStore:
         return sorted(n for e, n in zip(listed, names, strict=True) if e.get("type") == "file")
 
     def remove(self, rels: Iterable[str]) -> None:
-        """Delete files (missing ones are fine)."""
+        """Delete files (missing ones are fine).
+
+        Raises:
+            StorageError: a name is not one the export writes (:data:`OWNED_NAMES`):
+                nothing else in OUTPUT is ever deleted, whatever the caller asks.
+        """
+        rels = list(rels)
+        foreign = [rel for rel in rels if not is_owned(rel)]
+        if foreign:
+            raise StorageError(
+                f"refusing to delete {foreign[0]} under {self.url}: not a name the export "
+                "writes (storage.OWNED_NAMES)"
+            )
         for rel in rels:
             try:
                 self.fs.rm_file(self.path(rel))

@@ -298,3 +298,17 @@ def test_a_killed_run_s_scratch_folders_are_removed_by_the_next(
     assert alive.exists()
     assert foreign.exists()
     alive.rmdir()
+
+
+def test_the_store_refuses_to_delete_a_name_it_does_not_own(tmp_path: Path) -> None:
+    _plant(tmp_path, {"notes.txt": b"mine", "videos/a.mp4": b"a leftover"})
+    store = DatasetStore(str(tmp_path))
+    with pytest.raises(StorageError, match=r"refusing to delete notes\.txt"):
+        store.remove(["videos/a.mp4", "notes.txt"])
+    assert _tree(tmp_path) == {"notes.txt": b"mine", "videos/a.mp4": b"a leftover"}
+    store.remove(["videos/a.mp4"])
+    assert _tree(tmp_path) == {"notes.txt": b"mine"}
+    assert is_owned("frames/part-000012.parquet")
+    assert not is_owned("frames/part-12.parquet")
+    assert not is_owned("videos/sub/a.mp4")
+    assert not is_owned(".tmp-notes")
