@@ -439,24 +439,30 @@ class DatasetStore:
 
     def _root_entries(self) -> list[str]:
         """Names directly at the root, files and folders, links included (local)."""
-        if self.is_local:
-            try:
-                return [entry.name for entry in os.scandir(self.root or ".")]
-            except (FileNotFoundError, NotADirectoryError):
-                return []
-            except OSError as exc:
-                raise StorageError(f"cannot list {self.url}: {exc}") from exc
-        root = self.root or ""
-        self.fs.invalidate_cache(root)
+        return [name for name, _ in self._root_listing()]
+
+    def _root_listing(self) -> list[tuple[str, bool]]:
+        """(name, is a regular file) of every entry directly at the root (local: links
+        are listed, and are not regular files)."""
         try:
-            entries = self.fs.ls(root, detail=False)
-        except FileNotFoundError:
+            if self.is_local:
+                return [
+                    (entry.name, entry.is_file(follow_symlinks=False))
+                    for entry in os.scandir(self.root or ".")
+                ]
+            root = self.root or ""
+            self.fs.invalidate_cache(root)
+            listed = self.fs.ls(root, detail=True)
+        except (FileNotFoundError, NotADirectoryError):
             return []
         except OSError as exc:
             raise StorageError(f"cannot list {self.url}: {exc}") from exc
-        prefix = f"{self.fs._strip_protocol(root).rstrip('/')}/" if root else ""
-        names = [str(e).rstrip("/").removeprefix(prefix) for e in entries]
-        return [n for n in names if n and n != root.rstrip("/")]
+        out = []
+        for entry in listed:
+            name = str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
+            if name and str(entry["name"]).rstrip("/") != (self.root or "").rstrip("/"):
+                out.append((name, entry.get("type") == "file"))
+        return out
 
     def _owned_candidates(self) -> list[str]:
         """Files in a not-yet-owned root whose names the export writes."""
@@ -840,20 +846,7 @@ class DatasetStore:
 
         On a local disk symbolic links are not listed.
         """
-        if self.is_local:
-            try:
-                entries = list(os.scandir(self.root or "."))
-            except (FileNotFoundError, NotADirectoryError):
-                return []
-            return sorted(e.name for e in entries if e.is_file(follow_symlinks=False))
-        root = self.root or ""
-        self.fs.invalidate_cache(root)
-        try:
-            listed = self.fs.ls(root, detail=True)
-        except FileNotFoundError:
-            return []
-        names = [str(e["name"]).rstrip("/").rsplit("/", 1)[-1] for e in listed]
-        return sorted(n for e, n in zip(listed, names, strict=True) if e.get("type") == "file")
+        return sorted(name for name, is_file in self._root_listing() if is_file)
 
     def remove(self, rels: Iterable[str]) -> None:
         """Delete files (missing ones are fine).
