@@ -23,7 +23,6 @@ from raw_http import (
     Seen,
     self_signed_certificate,
     serve_api,
-    serve_range,
     tls_context,
 )
 
@@ -166,25 +165,6 @@ def test_https_to_http_is_refused_for_api_calls_and_downloads(
                 client.download(url, io.BytesIO(), what="recording 'r1' video")
     assert elsewhere.requests == []  # nothing was sent in clear text
     assert SIGNATURE not in str(info.value)
-
-
-def test_presigned_downloads_never_carry_the_token_even_on_the_api_host() -> None:
-    """``serve_api`` gives a blob URL on the API's own host: no Authorization goes there."""
-
-    def respond(seen: Seen, conn: Conn) -> None:
-        if not serve_api(seen, conn, server.base_url):
-            serve_range(seen, conn, DATA)
-
-    with RawHTTPServer(respond) as server:
-        with OdysseyClient(server.base_url, KEY, retry=FAST_RETRY) as client:
-            url = client.get_recording("r1").video_url
-            assert url is not None
-            sink = io.BytesIO()
-            client.download(url, sink, what="v")
-    assert sink.getvalue() == DATA
-    blobs = [s for s in server.requests if s.path.startswith("/blob/")]
-    assert blobs
-    assert all("authorization" not in s.headers for s in blobs)
 
 
 def test_error_details_are_redacted_and_neutralised(capsys: pytest.CaptureFixture[str]) -> None:

@@ -170,6 +170,10 @@ def test_a_redirected_presigned_url_stays_out_of_debug_logs_and_errors(
             assert sink.getvalue() == DATA
             with pytest.raises(DownloadError) as info:
                 client.download(url + "&deny=1", io.BytesIO(), what="recording 'r1' video")
+    # The blob URLs are on the API's own host: still, no bearer token goes with them.
+    blobs = [s for s in server.requests if not s.path.startswith(("/auth/", "/recordings/"))]
+    assert len(blobs) == 4
+    assert not [s for s in blobs if "authorization" in s.headers]
     text = log_text(caplog.records)
     assert "HTTP Request: GET" in text  # httpx did log the requests, redacted
     assert "receive_response_headers" in text  # and httpcore its header traces
