@@ -682,7 +682,8 @@ class DemoSimulationJob:
         outputs: the output streams (completed jobs only).
         script_in_detail: whether ``GET /simulation-jobs/{job_id}`` returns the script.
         error_message: why a failed job failed.
-        priority: the job's priority.
+        priority: the job's priority level (text, as the API types it: ``"low"``,
+            ``"normal"``, ``"high"``).
     """
 
     job_id: str
@@ -692,7 +693,7 @@ class DemoSimulationJob:
     outputs: tuple[DemoRecording, ...] = ()
     script_in_detail: bool = True
     error_message: str | None = None
-    priority: int = 0
+    priority: str = "normal"
 
     @property
     def is_active(self) -> bool:
@@ -779,7 +780,7 @@ def make_demo_jobs(
                 outputs=tuple(made),
                 script_in_detail=in_detail,
                 error_message="the renderer ran out of GPU memory" if status == "failed" else None,
-                priority=number % 3,
+                priority=("low", "normal", "high")[number % 3],
             )
         )
         moment -= timedelta(minutes=7)
