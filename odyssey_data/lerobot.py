@@ -549,7 +549,7 @@ def _prepare_output(store: DatasetStore, overwrite: bool) -> None:
     listed = {str(rel) for rel in record.get("files", []) if isinstance(rel, str)}
     listed.add(RECORD_PATH)
     doomed = sorted(rel for rel in present if rel in listed)
-    store.remove(doomed)
+    store.remove(doomed, owned=listed.__contains__)
 
 
 def _readme(repo_id: str, fps: int, report: LeRobotReport) -> str:

@@ -44,7 +44,7 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
@@ -114,6 +114,8 @@ _SCRATCH_DIR = re.escape(SCRATCH_PREFIX) + r"[A-Za-z0-9_-]+"
 #: under a root the export owns, see :meth:`DatasetStore.check_ownership`); anything
 #: else in OUTPUT is the user's and is never touched. A feature that writes a new kind
 #: of file into the dataset adds its pattern here (a full match of the relative path).
+#: (The dataset card ``README.md`` proves itself instead, by the seal in its last line:
+#: see :mod:`odyssey_data.card`; a LeRobot conversion by the file list of its record.)
 OWNED_NAMES: list[re.Pattern[str]] = [
     re.compile(re.escape(name)) for name in (MANIFEST_NAME, LOCK_NAME)
 ] + [
@@ -848,19 +850,21 @@ class DatasetStore:
         """
         return sorted(name for name, is_file in self._root_listing() if is_file)
 
-    def remove(self, rels: Iterable[str]) -> None:
-        """Delete files (missing ones are fine).
+    def remove(self, rels: Iterable[str], *, owned: Callable[[str], bool] = is_owned) -> None:
+        """Delete files (missing ones are fine), each only if ``owned`` says the tool
+        wrote it: by default a name the export writes (:data:`OWNED_NAMES`); another
+        layout (a LeRobot conversion) passes the proof of its own (its record's list).
 
         Raises:
-            StorageError: a name is not one the export writes (:data:`OWNED_NAMES`):
-                nothing else in OUTPUT is ever deleted, whatever the caller asks.
+            StorageError: a name is not owned: nothing else in OUTPUT is ever deleted,
+                whatever the caller asks.
         """
         rels = list(rels)
-        foreign = [rel for rel in rels if not is_owned(rel)]
+        foreign = [rel for rel in rels if not owned(rel)]
         if foreign:
             raise StorageError(
-                f"refusing to delete {foreign[0]} under {self.url}: not a name the export "
-                "writes (storage.OWNED_NAMES)"
+                f"refusing to delete {foreign[0]} under {self.url}: not a file this tool "
+                "can prove it wrote"
             )
         for rel in rels:
             try:

@@ -16,6 +16,7 @@ from conftest import export_config
 from storage_servers import ObjectStore, s3_fixture  # noqa: F401 - fixture
 
 from odyssey_data import cli
+from odyssey_data.card import is_own_card
 from odyssey_data.dataset import open_dataset
 from odyssey_data.demo import DemoServer
 from odyssey_data.errors import StorageError
@@ -128,7 +129,9 @@ def test_allow_foreign_files_keeps_every_foreign_file_through_reruns_and_overwri
     export(export_config(fresh_server, out, overwrite=True))
     tree = _tree(out)
     assert {rel: tree[rel] for rel in foreign} == foreign
-    assert all(is_owned(rel) for rel in set(tree) - set(foreign))
+    # Everything else is the export's: its own names, and its sealed dataset card.
+    assert is_own_card(tree["README.md"])
+    assert all(is_owned(rel) for rel in set(tree) - set(foreign) - {"README.md"})
 
 
 def test_the_first_commit_comes_before_any_other_file(
