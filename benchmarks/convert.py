@@ -26,7 +26,7 @@ from pathlib import Path
 
 import _common
 import av
-from av.video.reformatter import Interpolation
+from av.video.reformatter import Interpolation, VideoReformatter
 
 from odyssey_data import open_dataset
 from odyssey_data.pipeline import export
@@ -49,8 +49,10 @@ def bare_loop(paths: list[Path], folder: Path, size: tuple[int, int], fps: int) 
             encoder.time_base = base
             encoder.thread_type = "FRAME"
             encoder.options = {"preset": "veryfast", "bf": "0", "g": "2", "crf": "23"}
+            scaler = VideoReformatter()  # one scaling context per video, as the conversion
             for index, frame in enumerate(source.decode(stream)):
-                scaled = frame.reformat(
+                scaled = scaler.reformat(
+                    frame,
                     width=size[0],
                     height=size[1],
                     format="yuv420p",

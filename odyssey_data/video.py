@@ -583,6 +583,7 @@ def resample_video(
     crf: int = 23,
     on_sample: Callable[[int, npt.NDArray[np.uint8]], None] | None = None,
     sample_rows: Container[int] = (),
+    sample_size: tuple[int, int] | None = None,
     what: str = "video",
 ) -> None:
     """Re-encode a video at a constant rate: output frame ``k`` shows ``source_pts[k]``.
@@ -605,6 +606,7 @@ def resample_video(
         on_sample: called with ``(k, rgb)`` for each output frame ``k`` in
             ``sample_rows`` (statistics of the picture).
         sample_rows: the output frames passed to ``on_sample``.
+        sample_size: ``(width, height)`` of those pictures (default: the output size).
         what: names the recording in error messages.
 
     Raises:
@@ -642,7 +644,10 @@ def resample_video(
                 )
                 while row < count and wanted[row] == frame.pts:
                     if on_sample is not None and row in sample_rows:
-                        rgb = reformatter.reformat(scaled, format="rgb24").to_ndarray()
+                        small_w, small_h = sample_size or size
+                        rgb = reformatter.reformat(
+                            scaled, width=small_w, height=small_h, format="rgb24"
+                        ).to_ndarray()
                         on_sample(row, np.asarray(rgb, dtype=np.uint8))
                     scaled.pts = row
                     scaled.time_base = base

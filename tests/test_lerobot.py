@@ -164,6 +164,22 @@ class TestResampleIndices:
             resample_indices([0, 10, 10], Fraction(1, 90000), 30)
 
 
+def test_image_stats_from_histograms_equal_numpy() -> None:
+    from odyssey_data.lerobot import QUANTILES, _image_stats
+
+    rng = np.random.default_rng(0)
+    samples = [rng.integers(0, 256, size=(40, 30, 3), dtype=np.uint8) for _ in range(5)]
+    samples[0][:] = 7  # a skewed histogram
+    stats = _image_stats(samples)
+    pixels = np.concatenate([s.reshape(-1, 3) for s in samples]).astype(np.float64) / 255
+    for q in QUANTILES:
+        assert np.allclose(stats[f"q{round(q * 100):02d}"].ravel(), np.quantile(pixels, q, axis=0))
+    for name, reduce in (("mean", np.mean), ("std", np.std), ("min", np.min), ("max", np.max)):
+        assert np.allclose(stats[name].ravel(), reduce(pixels, axis=0)), name
+    assert stats["mean"].shape == (3, 1, 1)
+    assert stats["count"].tolist() == [5]
+
+
 class TestConversion:
     def test_the_files_of_a_lerobot_v3_dataset(self, converted: Converted) -> None:
         files = sorted(
