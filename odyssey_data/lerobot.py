@@ -50,7 +50,7 @@ import pyarrow as pa
 
 from odyssey_data._version import __version__
 from odyssey_data.align import TIME_TOLERANCE_S, PromptTimeline, align_frames
-from odyssey_data.errors import ConfigError, OdysseyDataError, StorageError
+from odyssey_data.errors import ConfigError, OdysseyDataError, StorageError, redact_url
 from odyssey_data.storage import TMP_PREFIX, DatasetStore, utc_now_iso
 from odyssey_data.video import resample_video, stream_params
 
@@ -757,7 +757,7 @@ def convert_to_lerobot(
     record = {
         "producer": {"name": "odyssey-data", "version": __version__},
         "created_at": utc_now_iso(),
-        "source": {"url": dataset.url, "generation": dataset.manifest.generation},
+        "source": {"url": redact_url(dataset.url), "generation": dataset.manifest.generation},
         "options": {
             "fps": fps,
             "size": [width, height],
