@@ -10,9 +10,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,11 +21,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from odyssey_data.clips import clip_index
+from odyssey_data.decoders import DecoderCache
 from odyssey_data.errors import ConfigError, StorageError
 from odyssey_data.manifest import Manifest
 from odyssey_data.schema import SCHEMAS, TABLES
 from odyssey_data.storage import MANIFEST_NAME, DatasetStore
-from odyssey_data.video import read_frames
+from odyssey_data.video import FrameIndex, available_cores, read_frames
 
 if TYPE_CHECKING:
     from odyssey_data.lerobot import LeRobotReport
@@ -137,17 +138,26 @@ class Dataset:
 
     # -- frames by reference --------------------------------------------------------
     def load_frames(
-        self, rows: FrameRequest, *, size: tuple[int, int] | None = None
+        self,
+        rows: FrameRequest,
+        *,
+        size: tuple[int, int] | None = None,
+        decoders: DecoderCache | None = None,
     ) -> list[npt.NDArray[np.uint8]]:
         """Decode frames by reference, in the order asked.
 
-        Requests are grouped per video; each group costs one seek to the key frame
-        before its first frame and one forward decode pass.
+        Requests are grouped per video and sorted by pts; each group costs one seek to the
+        key frame before its first frame and one forward decode pass, seeking again only
+        past a key frame (the frames table's ``is_keyframe`` rows say where they are).
+        Runs of many frames decode on frame threads, isolated frames on one.
 
         Args:
             rows: a polars frame with ``stream_id`` and ``frame_index`` columns (e.g. a
                 filtered ``frames`` table), or a list of ``(stream_id, frame_index)``.
             size: ``(width, height)`` to resize to.
+            decoders: keep the videos open in this cache between calls (see
+                :class:`~odyssey_data.decoders.DecoderCache`); by default each video is
+                opened for the call and closed after it.
 
         Returns:
             ``H×W×3`` uint8 RGB arrays, one per row.
@@ -183,37 +193,52 @@ class Dataset:
                 f"frame {first['frame_index']} of recording {first['stream_id']!r} is not in "
                 f"the dataset at {self.url} ({missing.height} requested frames missing)"
             )
-        # Key frames of the videos concerned: the decoder seeks past long stretches between
-        # scattered targets instead of decoding through them.
-        keyframes = dict(
-            self.frames.filter(
-                pl.col("is_keyframe") & pl.col("stream_id").is_in(refs["stream_id"].unique())
+        # Every frame's pts and key-frame flag of the videos concerned: the decoder seeks
+        # past long stretches between scattered targets instead of decoding through them,
+        # and counts the frames a group decodes to choose its threads.
+        indexes = {
+            path: FrameIndex.of(pts, keys)
+            for path, pts, keys in self.frames.filter(
+                pl.col("stream_id").is_in(refs["stream_id"].unique().implode())
             )
             .group_by("video_path")
-            .agg(pl.col("pts"))
+            .agg(pl.col("pts"), pl.col("is_keyframe"))
             .collect()
             .iter_rows()
-        )
+        }
         out: list[npt.NDArray[np.uint8] | None] = [None] * wanted.height
-        for (video_path,), group in refs.group_by(["video_path"], maintain_order=True):
-            sid = group["stream_id"][0]
+        for (video_path,), group in refs.sort("pts").group_by(["video_path"], maintain_order=True):
+            what = f"recording {group['stream_id'][0]!r}"
             pts = group["pts"].to_list()
-            local = self.store.local_path(str(video_path))
-            source: Any = local if local is not None else self.store.open(str(video_path))
-            try:
-                images = read_frames(
-                    source,
+            index = indexes[video_path]
+            path = str(video_path)
+            if decoders is not None:
+                images = decoders.read(
+                    (self.url, path),
+                    self.video_opener(path),
                     pts,
+                    index=index,
                     size=size,
-                    keyframes=keyframes.get(video_path),
-                    what=f"recording {sid!r}",
+                    threads=available_cores(),
+                    what=what,
                 )
-            finally:
-                if local is None:
-                    source.close()
+            else:
+                source: Any = self.video_opener(path)()
+                try:
+                    images = read_frames(source, pts, size=size, index=index, what=what)
+                finally:
+                    if not isinstance(source, str):
+                        source.close()
             for request, image in zip(group["request"].to_list(), images, strict=True):
                 out[request] = image
         return [img for img in out if img is not None]
+
+    def video_opener(self, video_path: str) -> Callable[[], str | IO[bytes]]:
+        """What opens one of the dataset's videos: its local path, or a file object."""
+        local = self.store.local_path(video_path)
+        if local is not None:
+            return lambda: local
+        return lambda: self.store.open(video_path)
 
     # -- training helpers ------------------------------------------------------------
     def clip_index(

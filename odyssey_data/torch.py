@@ -33,8 +33,9 @@ import polars as pl
 
 from odyssey_data.clips import clip_index, split_of
 from odyssey_data.dataset import Dataset, open_dataset
+from odyssey_data.decoders import DecoderCache
 from odyssey_data.errors import ConfigError, MissingDependencyError
-from odyssey_data.video import read_frames
+from odyssey_data.video import FrameIndex, available_cores
 
 try:
     import torch
@@ -53,14 +54,21 @@ _INDEX_COLUMNS = (
     "prompt",
     "prompt_index",
     "pts",
+    "is_keyframe",
     "video_path",
 )
 
 
 class _Source:
-    """Opens the dataset lazily, once per process (fork- and spawn-safe)."""
+    """Opens the dataset lazily, once per process (fork- and spawn-safe), and reads its videos
+    through the process's open decoders."""
 
-    def __init__(self, source: str | Dataset, storage_options: Mapping[str, Any] | None) -> None:
+    def __init__(
+        self,
+        source: str | Dataset,
+        storage_options: Mapping[str, Any] | None,
+        decoders: DecoderCache | None,
+    ) -> None:
         if isinstance(source, Dataset):
             self.url = source.url
             self.storage_options = dict(source.store.storage_options)
@@ -69,6 +77,7 @@ class _Source:
             self.url = source
             self.storage_options = dict(storage_options or {})
             self._dataset = None
+        self.decoders = decoders if decoders is not None else DecoderCache()
         self._pid = os.getpid()
 
     def get(self) -> Dataset:
@@ -78,24 +87,91 @@ class _Source:
         return self._dataset
 
     def read(
-        self, video_path: str, pts: Sequence[int], size: tuple[int, int] | None, what: str
+        self,
+        video_path: str,
+        pts: Sequence[int],
+        size: tuple[int, int] | None,
+        what: str,
+        index: FrameIndex,
     ) -> list[npt.NDArray[np.uint8]]:
         """Decode frames by pts from one video of the dataset (no polars involved)."""
-        store = self.get().store
-        local = store.local_path(video_path)
-        if local is not None:
-            return read_frames(local, pts, size=size, what=what)
-        with store.open(video_path) as handle:
-            return read_frames(handle, pts, size=size, what=what)
+        return self.decoders.read(
+            (self.url, video_path),
+            self.get().video_opener(video_path),
+            pts,
+            index=index,
+            size=size,
+            threads=_thread_budget(),
+            what=what,
+        )
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url, "storage_options": self.storage_options}
+        return {
+            "url": self.url,
+            "storage_options": self.storage_options,
+            "decoders": self.decoders,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.url = state["url"]
         self.storage_options = state["storage_options"]
+        self.decoders = state["decoders"]
         self._dataset = None
         self._pid = os.getpid()
+
+
+def _thread_budget() -> int:
+    """Decoder threads one read may use: this worker's share of the cores.
+
+    ``num_workers`` DataLoader workers already decode in parallel, so each gets
+    ``cores // num_workers`` (one thread on 2 cores with 2 workers); the main process
+    gets every core.
+    """
+    info = torch.utils.data.get_worker_info()
+    cores = available_cores()
+    return max(1, cores // info.num_workers) if info is not None else cores
+
+
+class _FrameIndexes:
+    """Each video's :class:`~odyssey_data.video.FrameIndex`, as views of sorted columns.
+
+    ``pts`` and ``is_keyframe`` hold every frame of the dataset sorted by
+    (``stream_id``, ``frame_index``), so one recording's frames are one slice, in pts order.
+    """
+
+    def __init__(
+        self,
+        video_path: npt.NDArray[Any],
+        pts: npt.NDArray[np.int64],
+        is_keyframe: npt.NDArray[np.bool_],
+    ) -> None:
+        self.pts = pts
+        self.is_keyframe = is_keyframe
+        self.spans: dict[str, tuple[int, int]] = {}
+        if video_path.size:
+            cuts = np.flatnonzero(video_path[1:] != video_path[:-1]) + 1
+            starts = np.r_[0, cuts]
+            stops = np.r_[cuts, video_path.size]
+            for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+                self.spans[str(video_path[a])] = (a, b)
+        self._built: dict[str, FrameIndex] = {}
+
+    def __getitem__(self, video_path: str) -> FrameIndex:
+        index = self._built.get(video_path)
+        if index is None:
+            a, b = self.spans[video_path]
+            index = FrameIndex.of(self.pts[a:b], self.is_keyframe[a:b])
+            self._built[video_path] = index
+        return index
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"pts": self.pts, "is_keyframe": self.is_keyframe, "spans": self.spans}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.pts = state["pts"]
+        self.is_keyframe = state["is_keyframe"]
+        self.spans = state["spans"]
+        self._built = {}
 
 
 def _filter_split(
@@ -136,6 +212,10 @@ class FrameDataset(_TorchDataset[dict[str, Any]]):
     "stream_id", "frame_index", "timestamp_s"}`` (``prompt_index`` is -1 before the first
     prompt, ``prompt`` is then ``""``, so the default collate works).
 
+    Frames are decoded with decoders kept open per process (``decoders``), positioned by
+    the frames table's key-frame index; a ``DataLoader`` batch is read grouped by video
+    and sorted by pts (``__getitems__``).
+
     Args:
         source: a dataset URL or an opened :class:`~odyssey_data.Dataset`.
         split: ``"train"``, ``"val"`` or ``None`` for all recordings.
@@ -146,6 +226,8 @@ class FrameDataset(_TorchDataset[dict[str, Any]]):
         stream_ids: only these recordings.
         transform: applied to each item dict.
         storage_options: fsspec options when ``source`` is a URL.
+        decoders: the open decoders to use (default: a
+            :class:`~odyssey_data.decoders.DecoderCache` of this dataset, per process).
     """
 
     def __init__(
@@ -159,8 +241,9 @@ class FrameDataset(_TorchDataset[dict[str, Any]]):
         stream_ids: Sequence[str] | None = None,
         transform: Transform | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        decoders: DecoderCache | None = None,
     ) -> None:
-        self._source = _Source(source, storage_options)
+        self._source = _Source(source, storage_options, decoders)
         dataset = self._source.get()
         lazy = dataset.frames
         self._materialised = "image" in lazy.collect_schema().names()
@@ -174,25 +257,52 @@ class FrameDataset(_TorchDataset[dict[str, Any]]):
         self._columns = {name: self.index[name].to_numpy() for name in columns}
         if self._materialised:
             self.index = self.index.drop("image")
+        self._indexes = _FrameIndexes(
+            self._columns["video_path"], self._columns["pts"], self._columns["is_keyframe"]
+        )
         self.size = size
         self.transform = transform
+
+    @property
+    def decoders(self) -> DecoderCache:
+        """This process's open decoders for the dataset."""
+        return self._source.decoders
 
     def __len__(self) -> int:
         return self.index.height
 
     def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """Items for a batch of indices: each video read once, its frames sorted by pts.
+
+        ``DataLoader`` calls this with a whole batch; the items equal ``self[i]`` each.
+        """
         col = self._columns
-        stream_id = str(col["stream_id"][i])
-        data = col["image"][i] if self._materialised else None
-        if data is not None:
-            image = _decode_image(bytes(data), self.size)
-        else:
-            (image,) = self._source.read(
-                str(col["video_path"][i]),
-                [int(col["pts"][i])],
+        rows = [int(i) for i in indices]
+        images: dict[int, npt.NDArray[np.uint8]] = {}
+        by_video: dict[str, list[int]] = {}
+        for i in rows:
+            data = col["image"][i] if self._materialised else None
+            if data is not None:
+                images[i] = _decode_image(bytes(data), self.size)
+            else:
+                by_video.setdefault(str(col["video_path"][i]), []).append(i)
+        for video_path, members in by_video.items():
+            members = sorted(set(members), key=lambda i: int(col["pts"][i]))
+            decoded = self._source.read(
+                video_path,
+                [int(col["pts"][i]) for i in members],
                 self.size,
-                f"recording {stream_id!r}",
+                f"recording {str(col['stream_id'][members[0]])!r}",
+                self._indexes[video_path],
             )
+            images.update(zip(members, decoded, strict=True))
+        return [self._item(i, images[i]) for i in rows]
+
+    def _item(self, i: int, image: npt.NDArray[np.uint8]) -> dict[str, Any]:
+        col = self._columns
         prompt_index = col["prompt_index"][i]
         item = {
             "image": _to_tensor(image),
@@ -200,7 +310,7 @@ class FrameDataset(_TorchDataset[dict[str, Any]]):
             "prompt_index": -1
             if prompt_index is None or np.isnan(prompt_index)
             else int(prompt_index),
-            "stream_id": stream_id,
+            "stream_id": str(col["stream_id"][i]),
             "frame_index": int(col["frame_index"][i]),
             "timestamp_s": float(col["timestamp_s"][i]),
         }
@@ -211,8 +321,10 @@ class ClipDataset(_TorchDataset[dict[str, Any]]):
     """One clip per item: ``{"frames": uint8 tensor K×3×H×W, "prompt", "last_prompt",
     "crosses_interaction", "stream_id", "frame_indices", "timestamps_s"}``.
 
-    A clip is decoded in one pass (one seek to the key frame before its first frame).
-    The clip index is :attr:`index` (a polars table, see :func:`odyssey_data.clips.clip_index`).
+    A clip is decoded in one forward pass from the key frame before its first frame,
+    with decoders kept open per process (``decoders``) and frame threads when the
+    worker has cores to spare. The clip index is :attr:`index` (a polars table, see
+    :func:`odyssey_data.clips.clip_index`).
 
     Args:
         source: a dataset URL or an opened :class:`~odyssey_data.Dataset`.
@@ -225,6 +337,8 @@ class ClipDataset(_TorchDataset[dict[str, Any]]):
         size: ``(width, height)`` to resize frames to.
         transform: applied to each item dict.
         storage_options: fsspec options when ``source`` is a URL.
+        decoders: the open decoders to use (default: a
+            :class:`~odyssey_data.decoders.DecoderCache` of this dataset, per process).
     """
 
     def __init__(
@@ -240,18 +354,21 @@ class ClipDataset(_TorchDataset[dict[str, Any]]):
         size: tuple[int, int] | None = None,
         transform: Transform | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        decoders: DecoderCache | None = None,
     ) -> None:
-        self._source = _Source(source, storage_options)
+        self._source = _Source(source, storage_options, decoders)
         frames = self._source.get().frames.select(_INDEX_COLUMNS).collect()
-        frames = _filter_split(frames, split, seed, val_fraction)
+        frames = _filter_split(frames, split, seed, val_fraction).sort("stream_id", "frame_index")
         self.index = clip_index(frames, length=length, stride=stride, fps=fps)
-        # pts and video path of every frame, by (stream_id, frame_index), for fork-safe reads.
-        self._refs = {
-            (sid, int(fi)): (int(pts), path)
-            for sid, fi, pts, path in frames.select(
-                "stream_id", "frame_index", "pts", "video_path"
-            ).iter_rows()
-        }
+        # Every frame's pts, key-frame flag and video path as numpy columns sorted like
+        # the frames table, for fork-safe reads without polars.
+        paths = frames["video_path"].to_numpy()
+        self._frame_index = frames["frame_index"].to_numpy()
+        self._indexes = _FrameIndexes(
+            paths, frames["pts"].to_numpy(), frames["is_keyframe"].to_numpy()
+        )
+        sids = frames["stream_id"].to_numpy()
+        self._videos = {str(sids[a]): path for path, (a, _) in self._indexes.spans.items()}
         self._rows = self.index.select(
             "stream_id",
             "frame_indices",
@@ -263,15 +380,26 @@ class ClipDataset(_TorchDataset[dict[str, Any]]):
         self.size = size
         self.transform = transform
 
+    @property
+    def decoders(self) -> DecoderCache:
+        """This process's open decoders for the dataset."""
+        return self._source.decoders
+
     def __len__(self) -> int:
         return self.index.height
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         stream_id, frame_indices, stamps, prompt, last_prompt, crosses = self._rows[int(i)]
         indices = [int(x) for x in frame_indices]
-        refs = [self._refs[(stream_id, x)] for x in indices]
+        video_path = self._videos[stream_id]
+        a, b = self._indexes.spans[video_path]
+        rows = a + np.searchsorted(self._frame_index[a:b], indices)
         images = self._source.read(
-            refs[0][1], [pts for pts, _ in refs], self.size, f"recording {stream_id!r}"
+            video_path,
+            self._indexes.pts[rows].tolist(),
+            self.size,
+            f"recording {stream_id!r}",
+            self._indexes[video_path],
         )
         item = {
             "frames": torch.stack([_to_tensor(img) for img in images]),
