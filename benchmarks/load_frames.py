@@ -6,7 +6,7 @@
    - delivered: 256 / seconds. The anchor is the naive way to get the same 256 frames
      (decode every video start to end, keep the wanted frames as RGB).
    - decoder throughput: frames the decoder had to go through (from the key frame before
-     each run of targets to the run's last target, as ``read_frames`` plans it) / seconds,
+     each run of targets to the run's last target, as ``FrameIndex.plan`` counts them) / seconds,
      beside the sequential decode rate. This is what seeks and restarts cost.
    Issue 5's target, ">= 0.5x the sequential decode rate", holds for the throughput; a
    random batch cannot deliver frames faster than the decoder reaches them.
@@ -27,13 +27,12 @@ from pathlib import Path
 
 import _common  # noqa: F401 - puts this checkout first on sys.path
 import av
-import numpy as np
 import polars as pl
 
 from odyssey_data import open_dataset
 from odyssey_data.demo import DemoServer, make_demo_catalog
 from odyssey_data.pipeline import export
-from odyssey_data.video import _runs
+from odyssey_data.video import FrameIndex
 
 
 def sequential_decode(paths: list[Path], wanted: dict[Path, set[int]]) -> tuple[int, float]:
@@ -52,15 +51,14 @@ def sequential_decode(paths: list[Path], wanted: dict[Path, set[int]]) -> tuple[
 
 
 def frames_to_decode(frames: pl.DataFrame, picks: pl.DataFrame) -> int:
-    """Frames read_frames decodes for ``picks``: each run from its key frame to its end."""
+    """Frames load_frames decodes for ``picks``, as its reader plans them."""
     total = 0
     for (sid,), wanted in picks.group_by(["stream_id"]):
-        mine = frames.filter(pl.col("stream_id") == sid).sort("pts")
-        pts = mine["pts"].to_numpy()
-        keys = mine.filter(pl.col("is_keyframe"))["pts"].to_list()
-        for run in _runs(sorted(set(wanted["pts"].to_list())), keys):
-            key = max(k for k in keys if k <= run[0])
-            total += int(np.searchsorted(pts, run[-1]) - np.searchsorted(pts, key) + 1)
+        mine = frames.filter(pl.col("stream_id") == sid)
+        index = FrameIndex.of(mine["pts"].to_numpy(), mine["is_keyframe"].to_numpy())
+        planned = index.plan(sorted(set(wanted["pts"].to_list())))
+        assert planned is not None
+        total += planned[0]
     return total
 
 

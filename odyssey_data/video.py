@@ -425,25 +425,34 @@ class FrameIndex:
         at = int(np.searchsorted(self.key_pts, target, side="right")) - 1
         return int(self.key_pts[at]) if at >= 0 else None
 
-    def needs_seek(self, position: int | None, target: int) -> bool:
+    def needs_seek(self, position: int | None, target: int, min_skip: int = 1) -> bool:
         """Whether a decoder that last presented ``position`` must seek to reach ``target``.
 
         ``position`` is ``None`` for a decoder that has presented nothing since it was
-        opened (it stands at the start of the stream). A seek is needed to go back, and
-        pays off whenever a key frame lies between the position and the target (decoding
-        can start there instead); otherwise decoding forward is cheaper.
+        opened (it stands at the start of the stream). A seek is needed to go back; going
+        forward it pays off when a key frame lies between the position and the target
+        and decoding can start there, skipping at least ``min_skip`` frames (with every
+        frame's pts known); otherwise decoding forward is cheaper.
         """
         key = self.key_at_or_before(target)
         if position is None:
             first = self.first_pts
             if first is None:
                 return True  # nothing known: go to the target, as a plain reader would
-            return key is not None and key > first
-        if target <= position:
+            if key is None or key <= first:
+                return False
+        elif target <= position:
             return True
-        return key is not None and key > position
+        elif key is None or key <= position:
+            return False
+        if self.pts is None:
+            return True
+        after = 0 if position is None else int(np.searchsorted(self.pts, position, "right"))
+        return int(np.searchsorted(self.pts, key)) - after >= min_skip
 
-    def plan(self, targets: Sequence[int], position: int | None = None) -> tuple[int, int] | None:
+    def plan(
+        self, targets: Sequence[int], position: int | None = None, min_skip: int = 1
+    ) -> tuple[int, int] | None:
         """``(frames decoded, seeks)`` to present sorted ``targets`` from ``position``.
 
         ``None`` when the index holds only the key frames (the frames in between are
@@ -453,8 +462,10 @@ class FrameIndex:
             return None
         frames = seeks = 0
         for target in targets:
+            if target == position:
+                continue  # the reader still holds that frame
             at = int(np.searchsorted(self.pts, target, side="right"))
-            if self.needs_seek(position, target):
+            if self.needs_seek(position, target, min_skip):
                 key = self.key_at_or_before(target)
                 start = int(np.searchsorted(self.pts, target if key is None else key))
                 seeks += 1
@@ -469,18 +480,29 @@ class FrameIndex:
     def threads_for(self, targets: Sequence[int], budget: int) -> int:
         """Decoder threads for a request: 1 for isolated frames, ``budget`` for long runs.
 
-        A request is a long run when it decodes at least :data:`LONG_RUN_FRAMES` frames
-        per seek on average (a clip, a sequential scan); without every frame's pts, when
-        it asks for more than one frame.
+        A request is a long run when it asks for several frames and a frame-threaded
+        decoder would decode at least :data:`LONG_RUN_FRAMES` frames per seek (a clip, a
+        sequential scan); without every frame's pts, when it asks for several frames. A
+        single frame always decodes on one thread, however far from its key frame: the
+        same video's next single frame then reuses the same decoder.
         """
-        if budget <= 1:
-            return 1
         wanted = sorted(set(int(p) for p in targets))
-        planned = self.plan(wanted)
+        if budget <= 1 or len(wanted) < 2:
+            return 1
+        planned = self.plan(wanted, None, min_forward_skip(budget))
         if planned is None:
-            return budget if len(wanted) > 1 else 1
+            return budget
         frames, seeks = planned
         return budget if frames >= LONG_RUN_FRAMES * max(1, seeks) else 1
+
+
+def min_forward_skip(threads: int) -> int:
+    """Frames a forward seek must skip to pay off on a decoder with ``threads`` threads.
+
+    One thread: any frame (a seek in an indexed MP4 costs less than decoding one).
+    Frame threads: a seek drains and refills the threads, so it must skip more.
+    """
+    return 1 if threads <= 1 else 2 * threads
 
 
 class _OutOfOrder(Exception):
@@ -628,7 +650,7 @@ class VideoReader:
         """The decoded frame presented at ``target``, or ``None`` if none is."""
         if self._last is not None and self.position == target:
             return self._last
-        if self.index.needs_seek(self.position, target):
+        if self.index.needs_seek(self.position, target, min_forward_skip(self.threads)):
             key = self.index.key_at_or_before(target)
             self._seek(target if key is None else self._seek_timestamp(key))
         return self._decode_to(target)

@@ -1,0 +1,399 @@
+"""Issue 18: the training read path on every workload, beside a plain-PyAV keep-open floor.
+
+Data: ``--videos`` demo recordings (default 8) at 640x360, 20 s, textured content, so
+x264 places key frames every ~11 frames (at most 30, the GOP) as on real recordings;
+variable frame rate, B-frames, half of them starting at a non-zero pts. They are exported
+in reference mode; the videos are cached on disk (see ``_common.py``).
+
+Workloads, each repeated ``--reps`` times, odyssey-data and the floor interleaved (their
+order alternating between repetitions), on the same items:
+
+1. random single frames: ``FrameDataset[i]`` for ``--frames`` random ``i``, in this process;
+2. ``DataLoader(FrameDataset, batch_size=32, shuffle=True, num_workers=2)``, the first
+   ``--batches`` batches (worker start-up included, for both);
+3. 16-frame clips at 10 fps: ``ClipDataset[i]`` for ``--clips`` random ``i``, in this process.
+
+The floor is the plain PyAV reader a user would write that keeps each video open: one
+``av.open`` per video and process (PyAV's default threading), for each item a backward
+seek to its (first) pts and a forward decode, pictures converted with the same
+``VideoReformatter`` call and returned as the same tensors. Every repetition starts with
+nothing open on either side. ``ratio`` = floor seconds / odyssey-data seconds (above 1:
+faster than the floor); target >= 0.9 on every workload.
+
+4. Peak memory with 100 videos open in one process (a worker), each in a fresh
+   subprocess: odyssey-data's decoder cache allowed 100 open decoders and no memory
+   bound; the cache with its default bounds; the floor keeping 100 containers open. The
+   100 videos are links to the exported ones. Peak RSS (``VmHWM``) minus the RSS before.
+
+5. LeRobot (optional): with ``ODYSSEY_LEROBOT_PYTHON`` naming an interpreter that has
+   ``lerobot`` (the LeRobot environment of issue 16), ``LeRobotDataset`` on a same-GOP
+   copy; otherwise the comparison is skipped and the reason printed.
+
+Run: ``python benchmarks/read_path.py [--reps 3] [--frames 256] [--batches 24] [--clips 48]``
+The machine is shared: ratios are taken within one run; the load average is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as common
+import av
+import numpy as np
+import polars as pl
+import torch
+from av.video.reformatter import Interpolation, VideoReformatter
+from torch.utils.data import DataLoader, Dataset
+
+from odyssey_data import open_dataset
+from odyssey_data.decoders import DecoderCache
+from odyssey_data.pipeline import export
+from odyssey_data.torch import ClipDataset, FrameDataset
+from odyssey_data.video import FrameIndex
+
+SIZE = (640, 360)
+
+
+# -- the floor: plain PyAV, each video kept open ------------------------------------------
+class PlainReader:
+    """Keeps one container per video open; seeks to each request's first pts."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, tuple[Any, Any, VideoReformatter]] = {}
+
+    def frames(self, path: str, wanted: list[int]) -> list[np.ndarray]:
+        entry = self.open.get(path)
+        if entry is None:
+            container = av.open(path)
+            entry = (container, container.streams.video[0], VideoReformatter())
+            self.open[path] = entry
+        container, stream, reformatter = entry
+        container.seek(wanted[0], stream=stream, backward=True)
+        want, last, out = set(wanted), wanted[-1], {}
+        for frame in container.decode(stream):
+            if frame.pts in want:
+                rgb = reformatter.reformat(
+                    frame,
+                    width=frame.width,
+                    height=frame.height,
+                    format="rgb24",
+                    interpolation=Interpolation.AREA,
+                )
+                out[frame.pts] = rgb.to_ndarray()
+            if frame.pts >= last:
+                break
+        return [out[p] for p in wanted]
+
+
+def _tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+
+
+class PlainFrames(Dataset):
+    """The floor for FrameDataset: same items, read by :class:`PlainReader`."""
+
+    def __init__(self, frames: FrameDataset, root: Path) -> None:
+        index = frames.index
+        self.paths = [str(root / p) for p in index["video_path"]]
+        self.pts = index["pts"].to_list()
+        self.meta = index.select(
+            "prompt", "prompt_index", "stream_id", "frame_index", "timestamp_s"
+        ).rows()
+        self.reader = PlainReader()
+
+    def __len__(self) -> int:
+        return len(self.pts)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        (image,) = self.reader.frames(self.paths[i], [self.pts[i]])
+        prompt, prompt_index, stream_id, frame_index, stamp = self.meta[i]
+        return {
+            "image": _tensor(image),
+            "prompt": prompt or "",
+            "prompt_index": -1 if prompt_index is None else prompt_index,
+            "stream_id": stream_id,
+            "frame_index": frame_index,
+            "timestamp_s": stamp,
+        }
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "reader": PlainReader()}
+
+
+class PlainClips(Dataset):
+    """The floor for ClipDataset: same clips, read by :class:`PlainReader`."""
+
+    def __init__(self, clips: ClipDataset, frames: pl.DataFrame, root: Path) -> None:
+        refs = {
+            (sid, fi): (pts, str(root / path))
+            for sid, fi, pts, path in frames.select(
+                "stream_id", "frame_index", "pts", "video_path"
+            ).iter_rows()
+        }
+        self.clips = []
+        for sid, indices in clips.index.select("stream_id", "frame_indices").iter_rows():
+            pts = [refs[sid, int(i)][0] for i in indices]
+            self.clips.append((refs[sid, int(indices[0])][1], pts, [int(i) for i in indices]))
+        self.reader = PlainReader()
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        path, pts, indices = self.clips[i]
+        images = self.reader.frames(path, pts)
+        return {
+            "frames": torch.stack([_tensor(img) for img in images]),
+            "frame_indices": torch.tensor(indices, dtype=torch.int32),
+        }
+
+
+# -- measuring ------------------------------------------------------------------------------
+def timed(run: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
+def items(dataset: Any, picks: list[int]) -> Callable[[], None]:
+    def run() -> None:
+        for i in picks:
+            dataset[i]
+
+    return run
+
+
+def loader(dataset: Any, batches: int, seed: int) -> Callable[[], None]:
+    def run() -> None:
+        generator = torch.Generator().manual_seed(seed)
+        data = DataLoader(dataset, batch_size=32, shuffle=True, num_workers=2, generator=generator)
+        for n, batch in enumerate(data, start=1):
+            assert batch["image"].shape[0] == 32
+            if n == batches:
+                break
+
+    return run
+
+
+def spread(values: list[float]) -> str:
+    return f"{min(values):5.2f} {statistics.median(values):5.2f} {max(values):5.2f}"
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+# -- memory with 100 videos open (each configuration in a fresh process) --------------------
+def memory_child(config: str, dataset_url: str, links: str, count: int) -> None:
+    """Open ``count`` videos in this process, print peak RSS growth as JSON."""
+    ds = open_dataset(dataset_url)
+    frames = ds.frames.select("stream_id", "pts", "is_keyframe", "video_path").collect()
+    videos = sorted(frames["video_path"].unique())
+    indexes = {
+        v: FrameIndex.of(g["pts"].to_numpy(), g["is_keyframe"].to_numpy())
+        for (v,), g in frames.group_by(["video_path"])
+    }
+    rng = random.Random(0)
+    plan = []
+    for n in range(count):
+        video = videos[n % len(videos)]
+        link = str(Path(links) / f"{n:03d}.mp4")
+        plan.append((link, indexes[video], int(rng.choice(indexes[video].pts.tolist()))))
+
+    def rss(field: str) -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    before = rss("VmRSS:")
+    result: dict[str, Any] = {"config": config}
+    if config == "floor":
+        reader = PlainReader()
+        for link, _, pts in plan:
+            reader.frames(link, [pts])
+        result["open"] = len(reader.open)
+    else:
+        unbounded = config == "unbounded"
+        cache = DecoderCache(max_open=count, max_bytes=None) if unbounded else DecoderCache()
+        for link, index, pts in plan:
+            cache.read(link, lambda link=link: link, [pts], index=index, threads=1)
+        result["open"] = len(cache)
+        result["estimate"] = cache.nbytes
+        result["max_open"], result["max_bytes"] = cache.max_open, cache.max_bytes
+    result["peak"] = rss("VmHWM:") - before
+    print(json.dumps(result))
+
+
+def measure_memory(dataset_url: str, root: Path, tmp: str, count: int) -> dict[str, Any]:
+    links = Path(tmp) / "links"
+    links.mkdir()
+    videos = sorted((root / "videos").glob("*.mp4"))
+    for n in range(count):
+        os.symlink(videos[n % len(videos)], links / f"{n:03d}.mp4")
+    out = {}
+    for config in ("unbounded", "default", "floor"):
+        done = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--memory-child",
+                config,
+                dataset_url,
+                str(links),
+                str(count),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONPATH": str(common.ROOT)},
+        )
+        out[config] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
+
+
+# -- LeRobot, when its environment exists ---------------------------------------------------
+def lerobot_note() -> str:
+    python = os.environ.get("ODYSSEY_LEROBOT_PYTHON")
+    if not python:
+        return (
+            "skipped: ODYSSEY_LEROBOT_PYTHON is not set (it names the Python 3.12 "
+            "interpreter with lerobot that issue 16 builds; lerobot needs Python >= 3.12 "
+            "and is not a dependency of this project)"
+        )
+    probe = subprocess.run(
+        [python, "-c", "import lerobot, sys; print(lerobot.__version__)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if probe.returncode:
+        return f"skipped: {python} cannot import lerobot ({probe.stderr.strip()[-200:]})"
+    return (
+        f"skipped: lerobot {probe.stdout.strip()} found at {python}, but this benchmark "
+        "has no same-GOP LeRobot copy of the dataset to read yet (issue 16's converter)"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--frames", type=int, default=256)
+    parser.add_argument("--batches", type=int, default=24)
+    parser.add_argument("--clips", type=int, default=48)
+    parser.add_argument("--open", type=int, default=100, help="videos open for the memory figure")
+    parser.add_argument("--memory-child", nargs=4, metavar=("CONFIG", "URL", "LINKS", "N"))
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        config, url, links, count = args.memory_child
+        memory_child(config, url, links, int(count))
+        return
+    catalog = common.cached_catalog(
+        args.videos, seed=18, width=SIZE[0], height=SIZE[1], seconds=args.seconds, content="noise"
+    )
+    with tempfile.TemporaryDirectory(prefix="odyssey-bench-") as tmp:
+        with common.serve(catalog, page_cap=100) as server:
+            export(output=f"{tmp}/ds", api_url=server.base_url, api_key=server.api_key, workers=2)
+        root = Path(tmp, "ds")
+        url = str(root)
+        frames = (
+            open_dataset(url)
+            .frames.select("stream_id", "frame_index", "pts", "is_keyframe", "video_path")
+            .collect()
+        )
+        gaps = [
+            int(np.diff(np.r_[np.flatnonzero(g["is_keyframe"].to_numpy()), g.height]).max())
+            for _, g in frames.group_by("stream_id")
+        ]
+        spacing = frames.height / int(frames["is_keyframe"].sum())
+        print(
+            f"read path: {args.videos} recordings {SIZE[0]}x{SIZE[1]}, {args.seconds:.0f} s, "
+            f"{frames.height} frames; key frames every {spacing:.1f} frames (max {max(gaps)})"
+        )
+        print(f"  load average before: {load()}  (2 cores, shared)", flush=True)
+        ratios: dict[str, list[float]] = {"frames": [], "loader": [], "clips": []}
+        seconds: dict[str, list[tuple[float, float]]] = {k: [] for k in ratios}
+        for rep in range(args.reps):
+            rng = random.Random(rep)
+            ours_frames = FrameDataset(url)
+            floor_frames = PlainFrames(ours_frames, root)
+            ours_clips = ClipDataset(url, length=16, fps=10)
+            floor_clips = PlainClips(ours_clips, frames, root)
+            picks = [rng.randrange(len(ours_frames)) for _ in range(args.frames)]
+            clip_picks = [rng.randrange(len(ours_clips)) for _ in range(args.clips)]
+            runs = {
+                "frames": (items(ours_frames, picks), items(floor_frames, picks)),
+                "loader": (
+                    loader(FrameDataset(url), args.batches, rep),
+                    loader(PlainFrames(ours_frames, root), args.batches, rep),
+                ),
+                "clips": (items(ours_clips, clip_picks), items(floor_clips, clip_picks)),
+            }
+            for name, (ours, floor) in runs.items():
+                if rep % 2:
+                    floor_s = timed(floor)
+                    ours_s = timed(ours)
+                else:
+                    ours_s = timed(ours)
+                    floor_s = timed(floor)
+                ratios[name].append(floor_s / ours_s)
+                seconds[name].append((ours_s, floor_s))
+            print(
+                f"  repetition {rep + 1}: "
+                + ", ".join(f"{k} {v[-1]:.2f}" for k, v in ratios.items())
+                + f"  (load {load()})",
+                flush=True,
+            )
+        labels = {
+            "frames": f"random single frames, FrameDataset[i] x {args.frames}",
+            "loader": f"DataLoader batch 32, shuffle, 2 workers x {args.batches} batches",
+            "clips": f"16-frame clips at 10 fps, ClipDataset[i] x {args.clips}",
+        }
+        print()
+        print(
+            f"  {'workload':58} {'ours s (median)':>15} {'floor s':>8}   "
+            f"ratio min median max   target"
+        )
+        for name, label in labels.items():
+            ours_med = statistics.median(s for s, _ in seconds[name])
+            floor_med = statistics.median(f for _, f in seconds[name])
+            print(
+                f"  {label:58} {ours_med:15.2f} {floor_med:8.2f}   "
+                f"{spread(ratios[name])}    >= 0.90"
+            )
+        print(f"  load average after: {load()}")
+        print()
+        memory = measure_memory(url, root, tmp, args.open)
+        print(f"peak memory, {args.open} videos opened in one process (a worker)")
+        for config, label in (
+            ("unbounded", "odyssey-data, DecoderCache(max_open=100, max_bytes=None)"),
+            ("default", "odyssey-data, DecoderCache() (64 open, 512 MiB)"),
+            ("floor", "plain PyAV keeping every video open"),
+        ):
+            m = memory[config]
+            estimate = f", estimate {m['estimate'] / 1e6:.0f} MB" if "estimate" in m else ""
+            print(
+                f"  {label:58} {m['peak'] / 1e6:7.0f} MB   {m['open']} open"
+                f" ({m['peak'] / 1e6 / max(1, m['open']):.1f} MB each){estimate}"
+            )
+        print()
+        print(f"LeRobot comparison: {lerobot_note()}")
+
+
+if __name__ == "__main__":
+    main()
