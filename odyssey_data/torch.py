@@ -2,13 +2,20 @@
 
 :class:`FrameDataset` gives one frame per item, :class:`ClipDataset` one clip of ``length``
 frames; both are map-style, so ``DataLoader(shuffle=True, num_workers=N)`` works. Frames
-are decoded by reference from the dataset's videos (one seek and forward decode per item;
-one pass per clip), or read from the ``image`` column of a materialised export.
+are decoded by reference from the dataset's videos, or read from the ``image`` column of a
+materialised export. Each process keeps its videos open
+(:class:`~odyssey_data.decoders.DecoderCache`), and each decoder stays positioned between
+items: it seeks only when a key frame of the frames table lies between its position and
+the next frame, and otherwise decodes forward. Single frames decode on one thread, clips on
+frame threads when the process has cores to spare. :class:`LocalitySampler` is an opt-in
+sampler that visits shuffled chunks of neighbouring items of one recording, which decode
+much faster (see ``docs/read-path.md``).
 
 Safe with worker processes: nothing holding a file handle or a connection is shared; each
-process opens the dataset itself the first time it needs it (after a fork or a spawn).
-Items are fetched without polars (its thread pool does not survive a fork): the index is
-turned into numpy columns up front, and frames are decoded straight from the videos.
+process opens the dataset and its decoders itself the first time it needs them (after a
+fork or a spawn). Items are fetched without polars (its thread pool does not survive a
+fork): the index is turned into numpy columns up front, and frames are decoded straight
+from the videos.
 
 Splits are by recording, never by frame: a recording is in ``val`` when a hash of its
 ``stream_id`` and the seed falls below ``val_fraction``, so the split is stable across runs

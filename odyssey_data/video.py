@@ -7,10 +7,16 @@ Frame timing comes from demuxing, not decoding (tens of thousands of frames per 
 instead of hundreds): packets whose ``pts`` is ``None`` or that the demuxer marks as
 discard (edit lists) are dropped and the rest sorted by ``pts``, which equals the decoded
 frames' presentation order on H.264 with B-frames. ``stream.index_entries`` holds decode
-timestamps, so it is not used. Where the two could differ (a packet without pts; a
+timestamps, so timing never comes from it (a :class:`VideoReader` only aims its seeks with
+it). Where the two could differ (a packet without pts; a
 stream that does not start plainly, with a key frame shown first, and whose first
 decoded frame then is not the first demuxed pts), :func:`probe_frames` falls back to
 decoding the whole recording.
+
+Frames are read back by pts through a :class:`VideoReader`: an open video whose decoder
+stays positioned between reads, seeking only when a key frame of the frames table (a
+:class:`FrameIndex`) lies between its position and the next target. :func:`read_frames`
+is one reader used once; :class:`odyssey_data.decoders.DecoderCache` keeps them open.
 """
 
 from __future__ import annotations
