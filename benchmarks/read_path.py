@@ -28,8 +28,13 @@ beside it, steadier when other jobs share the cores.
    100 videos are links to the exported ones. Peak RSS (``VmHWM``) minus the RSS before.
 
 5. LeRobot (optional): with ``ODYSSEY_LEROBOT_PYTHON`` naming an interpreter that has
-   ``lerobot`` (the LeRobot environment of issue 16), ``LeRobotDataset`` on a same-GOP
-   copy; otherwise the comparison is skipped and the reason printed.
+   ``lerobot`` (the environment ``python tests/lerobot_env/env.py`` builds), the export is
+   converted to LeRobot v3.0 at 30 fps with a key frame every ``round(mean spacing)``
+   frames (``convert_to_lerobot(gop=...)``: the same spacing on average, not the same
+   positions, and no B-frames), and ``LeRobotDataset`` runs the same three workloads in
+   that interpreter (``_lerobot_read.py``) with the ``pyav`` and ``torchcodec`` backends,
+   once each, after ours; a backend that cannot load says why. Otherwise the comparison
+   is skipped and the reason printed.
 
 Run: ``python benchmarks/read_path.py [--reps 3] [--frames 256] [--batches 24] [--clips 48]``
 The machine is shared: ratios are taken within one run; the load average is printed.
@@ -276,26 +281,55 @@ def measure_memory(dataset_url: str, root: Path, tmp: str, count: int) -> dict[s
 
 
 # -- LeRobot, when its environment exists ---------------------------------------------------
-def lerobot_note() -> str:
+def lerobot_runs(
+    url: str, tmp: str, args: argparse.Namespace, spacing: float
+) -> tuple[str, dict[str, dict[str, Any]]]:
+    """LeRobotDataset's timings per backend, or why there are none."""
     python = os.environ.get("ODYSSEY_LEROBOT_PYTHON")
     if not python:
         return (
-            "skipped: ODYSSEY_LEROBOT_PYTHON is not set (it names the Python 3.12 "
-            "interpreter with lerobot that issue 16 builds; lerobot needs Python >= 3.12 "
-            "and is not a dependency of this project)"
+            "skipped: ODYSSEY_LEROBOT_PYTHON is not set (it names the Python >= 3.12 "
+            "with lerobot that issue 16's tests build: python tests/lerobot_env/env.py)",
+            {},
         )
-    probe = subprocess.run(
-        [python, "-c", "import lerobot, sys; print(lerobot.__version__)"],
-        capture_output=True,
-        text=True,
-        check=False,
+    from odyssey_data.lerobot import convert_to_lerobot
+
+    gop = max(1, round(spacing))
+    started = time.perf_counter()
+    convert_to_lerobot(
+        open_dataset(url), f"{tmp}/lerobot", fps=30, gop=gop, language=False, repo_id="bench"
     )
-    if probe.returncode:
-        return f"skipped: {python} cannot import lerobot ({probe.stderr.strip()[-200:]})"
-    return (
-        f"skipped: lerobot {probe.stdout.strip()} found at {python}, but this benchmark "
-        "has no same-GOP LeRobot copy of the dataset to read yet (issue 16's converter)"
+    note = (
+        f"a LeRobot v3.0 copy at 30 fps with a key frame every {gop} frames (the export's "
+        f"mean spacing; no B-frames), converted in {time.perf_counter() - started:.0f} s"
     )
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": f"{tmp}/hf-home",
+        "PYTHONWARNINGS": "ignore",
+    }
+    out: dict[str, dict[str, Any]] = {}
+    for backend in ("pyav", "torchcodec"):
+        report = Path(tmp, f"lerobot-{backend}.json")
+        command = [
+            python,
+            str(Path(__file__).with_name("_lerobot_read.py")),
+            f"{tmp}/lerobot",
+            "bench",
+            backend,
+            str(args.frames),
+            str(args.batches),
+            str(args.clips),
+            "0",
+            str(report),
+        ]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        if done.returncode or not report.exists():
+            out[backend] = {"error": done.stderr.strip().splitlines()[-1:] or ["failed"]}
+        else:
+            out[backend] = json.loads(report.read_text())
+    return note, out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -406,7 +440,20 @@ def main(argv: list[str] | None = None) -> None:
                 f" ({m['peak'] / 1e6 / max(1, m['open']):.1f} MB each){estimate}"
             )
         print()
-        print(f"LeRobot comparison: {lerobot_note()}")
+        note, lerobot = lerobot_runs(url, tmp, args, spacing)
+        print(f"LeRobot comparison: {note}")
+        for backend, result in lerobot.items():
+            if "error" in result:
+                print(f"  LeRobotDataset, {backend}: could not run: {result['error']}")
+                continue
+            for name, label in labels.items():
+                ours_wall = statistics.median(row[0] for row in seconds[name])
+                ours_cpu = statistics.median(row[2] for row in seconds[name])
+                wall, cpu = result[name]
+                print(
+                    f"  LeRobotDataset {backend:10} {label:56} {wall:7.2f} s  LeRobot / "
+                    f"odyssey-data: wall {wall / ours_wall:5.2f}, CPU {cpu / ours_cpu:5.2f}"
+                )
 
 
 if __name__ == "__main__":

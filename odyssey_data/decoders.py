@@ -10,8 +10,9 @@ and seeks by the frames table's key-frame index otherwise).
 Bounded: at most ``max_open`` decoders and about ``max_bytes`` of decoder memory (each
 reader's :attr:`~odyssey_data.video.VideoReader.nbytes` estimate); the least recently
 used decoder is closed first. With the defaults (64 decoders, 512 MiB) a worker reading
-640x360 recordings keeps about 64 open (~390 MB by the estimate; 100 open measured
-600 MB on one thread, see ``benchmarks/read_path.py``).
+640x360 recordings keeps 64 open (466 MB by the estimate, 277 MB measured); 100 open
+measured 417 MB, as much as plain PyAV keeping them open (``benchmarks/read_path.py``).
+The estimate errs high, so the memory bound holds.
 
 Per process and fork-safe: the cache is never shared between processes. Pickling keeps
 only its settings (a ``DataLoader`` worker started by spawn builds its own), and before

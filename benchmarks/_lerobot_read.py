@@ -1,0 +1,85 @@
+"""Time LeRobotDataset on the read-path workloads (run by read_path.py in lerobot's Python).
+
+    python _lerobot_read.py ROOT REPO_ID BACKEND FRAMES BATCHES CLIPS SEED OUT.json
+
+Same workloads as ``read_path.py``: ``FRAMES`` random ``ds[i]``; ``BATCHES`` batches of a
+``DataLoader(batch_size=32, shuffle=True, num_workers=2)``; ``CLIPS`` random items of the
+dataset opened with ``delta_timestamps`` of 16 frames at 10 fps. Writes wall and CPU
+seconds as JSON, or the reason the backend could not run.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import sys
+import time
+
+
+def cpu_seconds() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def main() -> None:
+    root, repo_id, backend = sys.argv[1], sys.argv[2], sys.argv[3]
+    frames, batches, clips, seed = (int(x) for x in sys.argv[4:8])
+    out = sys.argv[8]
+    result: dict = {"backend": backend}
+    try:
+        import torch
+        from lerobot.datasets import LeRobotDataset
+
+        key = "observation.images.main"
+        ds = LeRobotDataset(repo_id, root=root, video_backend=backend)
+        ds[0]  # the backend loads (torchcodec needs FFmpeg's shared libraries)
+    except Exception as exc:  # reported, not raised: the comparison is optional
+        result["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"
+        with open(out, "w") as handle:
+            json.dump(result, handle)
+        return
+    rng = random.Random(seed)
+
+    def timed(name: str, run) -> None:  # type: ignore[no-untyped-def]
+        started, cpu = time.perf_counter(), cpu_seconds()
+        run()
+        result[name] = [time.perf_counter() - started, cpu_seconds() - cpu]
+
+    picks = [rng.randrange(len(ds)) for _ in range(frames)]
+
+    def single() -> None:
+        for i in picks:
+            ds[i][key]
+
+    def loader() -> None:
+        generator = torch.Generator().manual_seed(seed)
+        data = torch.utils.data.DataLoader(
+            ds, batch_size=32, shuffle=True, num_workers=2, generator=generator
+        )
+        batches_of = iter(data)
+        for _ in range(batches):
+            next(batches_of)
+        del batches_of
+
+    clip_ds = LeRobotDataset(
+        repo_id,
+        root=root,
+        video_backend=backend,
+        delta_timestamps={key: [k / 10 for k in range(16)]},
+    )
+    clip_picks = [rng.randrange(len(clip_ds)) for _ in range(clips)]
+
+    def clip() -> None:
+        for i in clip_picks:
+            assert clip_ds[i][key].shape[0] == 16
+
+    timed("frames", single)
+    timed("loader", loader)
+    timed("clips", clip)
+    with open(out, "w") as handle:
+        json.dump(result, handle)
+
+
+if __name__ == "__main__":
+    main()
