@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import (
     FIRST_COMPLETED,
@@ -18,9 +19,10 @@ from concurrent.futures import (
     ThreadPoolExecutor,
     wait,
 )
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol, TypeVar
 
-from odyssey_data.errors import ConfigError, MissingDependencyError
+from odyssey_data.errors import ConfigError, MissingDependencyError, OdysseyDataError
 
 __all__ = ["Executor", "LocalExecutor", "default_workers", "make_executor"]
 
@@ -39,8 +41,18 @@ def default_workers() -> int:
 class Executor(Protocol):
     """What the pipeline needs of an engine."""
 
-    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
-        """Run ``fn`` on every item, yielding results as they complete."""
+    def map_unordered(
+        self,
+        fn: Callable[[T], R],
+        items: Iterable[T],
+        on_lost: Callable[[T, str], R] | None = None,
+    ) -> Iterator[R]:
+        """Run ``fn`` on every item, yielding results as they complete.
+
+        ``on_lost(item, reason)``, when given, makes the result of an item whose worker
+        died running it (where the engine can tell which item that was); without it,
+        such a death is an error.
+        """
         ...
 
     def close(self) -> None:
@@ -65,36 +77,89 @@ class LocalExecutor:
         self.threads = threads
         self._pool: ThreadPoolExecutor | ProcessPoolExecutor | None = None
 
-    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
-        """Run ``fn`` over ``items``; at most ``2 × workers`` are in flight at once."""
+    def _new_pool(self) -> ThreadPoolExecutor | ProcessPoolExecutor:
+        if self.threads:
+            return ThreadPoolExecutor(self.workers, thread_name_prefix="odyssey-worker")
+        return ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
+        )
+
+    def map_unordered(
+        self,
+        fn: Callable[[T], R],
+        items: Iterable[T],
+        on_lost: Callable[[T, str], R] | None = None,
+    ) -> Iterator[R]:
+        """Run ``fn`` over ``items``; at most ``2 × workers`` are in flight at once.
+
+        A worker process that dies (a crash in native code, the kernel's OOM killer)
+        breaks the whole pool, and every item in flight with it. The pool is made again
+        and those items, the suspects, run again one at a time: one that kills its
+        worker alone is the culprit, and ``on_lost`` makes its result (without
+        ``on_lost``, an error). The others go on as if nothing happened.
+
+        Raises:
+            OdysseyDataError: a worker died and there is no ``on_lost``.
+        """
         if self.workers == 1:
             for item in items:
                 yield fn(item)
             return
         if self._pool is None:
-            self._pool = (
-                ThreadPoolExecutor(self.workers, thread_name_prefix="odyssey-worker")
-                if self.threads
-                else ProcessPoolExecutor(
-                    max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
-                )
-            )
-        pending: set[Future[R]] = set()
+            self._pool = self._new_pool()
+        pending: dict[Future[R], T] = {}
+        suspects: deque[T] = deque()
+        alone: Future[R] | None = None  # a suspect running alone
         iterator = iter(items)
         exhausted = False
         while True:
-            while not exhausted and len(pending) < 2 * self.workers:
-                try:
-                    item = next(iterator)
-                except StopIteration:
-                    exhausted = True
-                    break
-                pending.add(self._pool.submit(fn, item))
+            if suspects or alone is not None:
+                if not pending:
+                    item = suspects.popleft()
+                    alone = self._pool.submit(fn, item)
+                    pending[alone] = item
+            else:
+                while not exhausted and len(pending) < 2 * self.workers:
+                    try:
+                        item = next(iterator)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    pending[self._pool.submit(fn, item)] = item
             if not pending:
                 return
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            broken = False
             for future in done:
-                yield future.result()
+                item = pending.pop(future)
+                if future is alone:
+                    alone = None
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    suspects.append(item)
+                    continue
+                yield result
+            if broken:
+                was_alone = not pending and len(suspects) == 1 and alone is None
+                suspects.extend(pending.values())
+                pending.clear()
+                alone = None
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+                if on_lost is None:
+                    raise OdysseyDataError(
+                        "a worker process died (a crash in native code, or out of memory); "
+                        "the dataset keeps what was committed, re-run to finish"
+                    )
+                if was_alone:
+                    culprit = suspects.pop()
+                    yield on_lost(
+                        culprit,
+                        "its worker process died while exporting it (a crash in the video "
+                        "decoder, or out of memory)",
+                    )
 
     def close(self) -> None:
         """Shut the pool down (waits for running tasks)."""

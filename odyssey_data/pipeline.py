@@ -619,6 +619,13 @@ def process_recording(task: RecordingTask) -> RecordingResult:
         return _unexpected(task, exc)
 
 
+def _lost(task: RecordingTask, reason: str) -> RecordingResult:
+    """The failed result of a recording whose worker process died running it alone."""
+    return RecordingResult(
+        task.info.stream_id, "failed", f"recording {task.info.stream_id!r}: {reason}"
+    )
+
+
 def _unexpected(task: RecordingTask, exc: Exception) -> RecordingResult:
     """The failed result of a recording whose export raised what no check foresaw."""
     log.debug("recording %r failed unexpectedly", task.info.stream_id, exc_info=True)
@@ -1687,7 +1694,7 @@ def _export_locked(
         if prefetcher is not None:
             tasks = prefetcher.tasks(tasks)
         buffer = _ShardBuffer(store, manifest, config.shard_rows)
-        for result in executor.map_unordered(process_recording, tasks):
+        for result in executor.map_unordered(process_recording, tasks, _lost):
             _record(result, manifest, report)
             if result.status == "exported" and buffer.add(result):
                 buffer.flush()

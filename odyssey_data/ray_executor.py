@@ -115,8 +115,18 @@ class RayExecutor:
         cpus = float(resources.get("CPU", 1.0))
         return max(1, int(2 * cpus / self.num_cpus_per_task))
 
-    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+    def map_unordered(
+        self,
+        fn: Callable[[T], R],
+        items: Iterable[T],
+        on_lost: Callable[[T, str], R] | None = None,
+    ) -> Iterator[R]:
         """Run ``fn`` on every item as a Ray task, yielding results as tasks finish.
+
+        ``on_lost`` is not used: Ray re-runs a task whose worker or node died up to
+        ``max_retries`` times, and a task lost for good then stops the run (see
+        docs/ray.md, Failures): on a cluster that is more often a lost node than a bad
+        item.
 
         Items are submitted lazily, at most ``max_in_flight`` at a time, so neither the
         items nor the results pile up in memory however many there are. If the caller

@@ -189,3 +189,12 @@ def bad_videos() -> dict[str, tuple[bytes, str]]:
         ),
         "video-dts-backwards": (dts_backwards(), "timestamps go backwards in decode order"),
     }
+
+
+def die_on_three(item: int) -> tuple[str, int, str]:
+    """A unit of work whose process dies (as in a crash in native code) on item 3."""
+    if item == 3:
+        import os
+
+        os._exit(70)
+    return ("ok", item, "")

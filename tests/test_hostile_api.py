@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 import pytest
-from bad_media import BASE, two_video_streams
+from bad_media import BASE, die_on_three, two_video_streams
 from conftest import FAST_RETRY
 from raw_http import KEY, SIGNATURE, Conn, RawHTTPServer, Seen, serve_range
 
@@ -32,7 +32,8 @@ from odyssey_data import cli, pipeline
 from odyssey_data.api import OdysseyClient, RetryPolicy
 from odyssey_data.dataset import open_dataset
 from odyssey_data.demo import DemoCatalog, DemoServer
-from odyssey_data.errors import ApiResponseError, ConfigError
+from odyssey_data.errors import ApiResponseError, ConfigError, OdysseyDataError
+from odyssey_data.executors import LocalExecutor
 from odyssey_data.pipeline import ExportConfig, export
 
 VIDEO = BASE.video_bytes()
@@ -679,3 +680,24 @@ def test_printable_keeps_text_and_neutralises_controls() -> None:
     assert printable("café 日本 ok") == "café 日本 ok"
     assert printable("a\x1b[31mb\u202ec\u200bd\r\n") == "a\\x1b[31mb\\u202ec\\u200bd\\r\\n"
     assert np.all([printable(chr(c)) != chr(c) for c in range(32)])
+
+
+def test_a_worker_process_that_dies_fails_only_its_item() -> None:
+    """Real worker processes: the one that dies on item 3 breaks the pool; the items in
+    flight with it run again alone, and only item 3 (which kills its worker alone too)
+    is lost. Without ``on_lost`` the death is one clear error."""
+    executor = LocalExecutor(2)
+    try:
+        got = list(
+            executor.map_unordered(
+                die_on_three, range(8), on_lost=lambda item, reason: ("lost", item, reason)
+            )
+        )
+        assert sorted(item for kind, item, _ in got if kind == "ok") == [0, 1, 2, 4, 5, 6, 7]
+        lost = [(item, reason) for kind, item, reason in got if kind == "lost"]
+        assert [item for item, _ in lost] == [3]
+        assert "worker process died" in lost[0][1]
+        with pytest.raises(OdysseyDataError, match="a worker process died"):
+            list(executor.map_unordered(die_on_three, range(8)))
+    finally:
+        executor.close()

@@ -91,8 +91,10 @@ class WrappedExecutor:
         self.inner = inner
         self.wrap = wrap
 
-    def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
-        return self.inner.map_unordered(self.wrap(fn), items)
+    def map_unordered(
+        self, fn: Callable[[Any], Any], items: Iterable[Any], on_lost: Any = None
+    ) -> Iterator[Any]:
+        return self.inner.map_unordered(self.wrap(fn), items, on_lost)
 
     def close(self) -> None:
         self.inner.close()
