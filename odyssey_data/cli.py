@@ -148,7 +148,8 @@ def _config(args: argparse.Namespace, output: str, **extra: Any) -> ExportConfig
         allow_foreign_files=args.allow_foreign_files,
         shard_rows=args.shard_rows,
         break_lock=args.break_lock,
-        lock_timeout_s=args.lock_timeout if args.lock_timeout > 0 else None,
+        # 0 (or less): never by age; NaN is refused by the config, not taken for 0.
+        lock_timeout_s=args.lock_timeout if not args.lock_timeout <= 0 else None,
         max_download_bytes=args.max_download_bytes,
         min_download_rate=args.min_download_rate,
         frames=args.frames,
@@ -172,7 +173,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from odyssey_data.demo import DemoServer, make_demo_catalog
     from odyssey_data.pipeline import export
 
-    catalog = make_demo_catalog(args.recordings, seed=args.seed)
+    try:
+        catalog = make_demo_catalog(args.recordings, seed=args.seed)
+    except ValueError as exc:
+        raise ConfigError(f"demo: {exc}") from exc
     with DemoServer(catalog) as server:
         err.print(
             f"demo server on {server.base_url} with {len(catalog.recordings)} recordings "
@@ -219,8 +223,8 @@ def cmd_serve_demo(args: argparse.Namespace) -> int:
         size = parse_resize(args.size)
         if size[1] is None:
             raise ConfigError(f"--size takes WxH, not {args.size!r}")
-    if not args.seconds > 0:
-        raise ConfigError(f"--seconds must be positive, not {args.seconds}")
+    if not 0 < args.seconds <= 3600:
+        raise ConfigError(f"--seconds must be within (0, 3600], not {args.seconds}")
     bitrate = _bitrate(args.bitrate) if args.bitrate is not None else None
     try:
         catalog = make_demo_catalog(

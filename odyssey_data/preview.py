@@ -70,8 +70,16 @@ def contact_sheet(
         A ``PIL.Image.Image`` (RGB).
 
     Raises:
-        ConfigError: the dataset has no such recording.
+        ConfigError: the dataset has no such recording, or a size out of bounds
+            (1..64 columns and rows, thumbnails 16..4096 pixels wide).
     """
+    for name, value, low, high in (
+        ("columns", columns, 1, 64),
+        ("rows", rows, 1, 64),
+        ("thumb_width", thumb_width, 16, 4096),
+    ):
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be within {low}..{high}, not {value}")
     image_mod, draw_mod, font_mod = _pil()
     recordings = dataset.recordings.select("stream_id", "width", "height", "video_duration_s")
     if stream_id is None:

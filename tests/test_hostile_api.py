@@ -701,3 +701,36 @@ def test_a_worker_process_that_dies_fails_only_its_item() -> None:
             list(executor.map_unordered(die_on_three, range(8)))
     finally:
         executor.close()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve-demo", "--seconds", "inf"],
+        ["serve-demo", "--seconds", "nan"],
+        ["serve-demo", "--recordings", "100000000"],
+        ["demo", "--recordings", "100000000"],
+        ["export", "OUT", "--api-key", KEY, "--lock-timeout", "nan"],
+        ["export", "OUT", "--api-key", KEY, "--lock-timeout", "inf"],
+    ],
+)
+def test_other_commands_refuse_unbounded_values_in_one_line(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [str(tmp_path / "out") if a == "OUT" else a for a in argv]
+    if argv[0] == "demo":
+        argv.insert(1, str(tmp_path / "demo"))
+    started = time.monotonic()
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_USAGE, err
+    assert err.count("\n") == 1, err
+    assert time.monotonic() - started < 10  # refused up front, not after making it all
+
+
+def test_contact_sheet_sizes_are_bounded(tmp_path: Path) -> None:
+    from odyssey_data.preview import contact_sheet
+
+    for options in ({"columns": 10**6}, {"rows": 0}, {"thumb_width": 10**6}):
+        with pytest.raises(ConfigError, match="must be within"):
+            contact_sheet(None, **options)  # type: ignore[arg-type]

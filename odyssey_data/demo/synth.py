@@ -622,12 +622,15 @@ def make_demo_catalog(
         The catalog, most recent first.
 
     Raises:
-        ValueError: only one of ``width``/``height`` given, or a negative count.
+        ValueError: only one of ``width``/``height`` given, a count outside 0..10000,
+            or a length outside (0, 3600] seconds.
     """
     if (width is None) != (height is None):
         raise ValueError("give both width and height, or neither")
-    if n < 0 or active < 0:
-        raise ValueError("n and active must not be negative")
+    if not (0 <= n <= 10_000 and 0 <= active <= 10_000):
+        raise ValueError("n and active must be within 0..10000")
+    if not 0 < seconds <= 3600:
+        raise ValueError(f"seconds must be within (0, 3600], not {seconds}")
     rng = random.Random(seed)
     recordings: list[DemoRecording] = []
     moment = now.astimezone(UTC)
