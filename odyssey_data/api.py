@@ -5,9 +5,12 @@ This is the only module that imports ``httpx``; its errors become the package's
 API and the presigned blob URLs alike (the bearer token is only sent to the API).
 
 Retries (with exponential backoff and jitter, by ``stamina``) cover connect errors,
-timeouts, dropped connections, short bodies, 429 (honouring ``Retry-After``) and 5xx. Other
-4xx are final, except a 401 from the API (the token is refreshed once) and the 403 of an
-expired presigned URL (fresh URLs are asked for, and the download goes on).
+timeouts, dropped connections, short bodies, 408, 429 (honouring ``Retry-After``) and the
+5xx that can heal (500, 502, 503, 504…; not 501 Not Implemented or 505). Other 4xx are
+final, except a 401 from the API (the token is refreshed once) and the 403 of an expired
+presigned URL (fresh URLs are asked for, and the download goes on). Each retry is logged
+as one line, ``retrying GET URL in 1.6 s (attempt 2/6: connection refused)`` (logger
+``odyssey_data.api``, level WARNING; the URL without its query string).
 
 Credentials go only where they belong: the API key and the bearer token are sent only to
 the ``api_url`` origin (scheme, host and port as given). ``POST /auth/token`` never
@@ -25,6 +28,7 @@ import hashlib
 import logging
 import math
 import os
+import random
 import re
 import ssl
 import threading
@@ -59,6 +63,7 @@ from odyssey_data.models import (
     SimulationJobPage,
     is_metadata_host,
 )
+from odyssey_data.progress import LIVE
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -387,7 +392,31 @@ def _transport_reason(exc: Exception, url: str) -> str:
 
 
 def _is_transient_status(status: int) -> bool:
-    return status == 429 or status >= 500
+    """Statuses worth another try: 408 and 429, and the 5xx that can heal (not 501 Not
+    Implemented, 505 HTTP Version Not Supported, 511 Network Authentication Required)."""
+    return status in (408, 429) or (status >= 500 and status not in (501, 505, 511))
+
+
+def _short_reason(exc: BaseException) -> str:
+    """A few words for a retry line: ``connection refused``, ``timed out``, ``HTTP 503``."""
+    if isinstance(exc, _Retryable):
+        return str(exc).split(" from ")[0]
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ConnectionRefusedError):
+            return "connection refused"
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    if isinstance(exc, httpx.ConnectError):
+        return "cannot connect"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "connection dropped"
+    if isinstance(exc, httpx.NetworkError):
+        return "network error"
+    return type(exc).__name__
 
 
 def _detail(response: httpx.Response) -> str:
@@ -502,13 +531,38 @@ class OdysseyClient:
         return f"OdysseyClient(api_url={self.api_url!r})"
 
     # -- retry plumbing --------------------------------------------------------------
-    def _attempts(self) -> Iterator[Any]:
+    def _attempts(self, method: str, url: Callable[[], str]) -> Iterator[Any]:
+        """stamina's attempts, with our own backoff so that each retry is logged as one
+        line saying what, when, which attempt and why."""
+        policy = self.retry
+        failed = 0
+        started = time.monotonic()
+
         def hook(exc: Exception) -> bool | float:
+            nonlocal failed
             if isinstance(exc, _Retryable):
-                if exc.wait_s is not None:
-                    return min(exc.wait_s, self.retry.wait_max_s)
-                return True
-            return _is_transient_transport_error(exc)
+                wait = exc.wait_s
+            elif _is_transient_transport_error(exc):
+                wait = None
+            else:
+                return False
+            failed += 1
+            if wait is None:
+                base = policy.wait_initial_s * 2 ** (failed - 1)
+                wait = base + random.uniform(0, base / 2)
+            wait = min(wait, policy.wait_max_s)
+            elapsed = time.monotonic() - started
+            if failed < policy.attempts and elapsed + wait < policy.timeout_s:
+                log.warning(
+                    "retrying %s %s in %.1f s (attempt %d/%d: %s)",
+                    method,
+                    redact_url(url()),
+                    wait,
+                    failed + 1,
+                    policy.attempts,
+                    _short_reason(exc),
+                )
+            return wait
 
         yield from stamina.retry_context(
             on=hook,
@@ -544,7 +598,27 @@ class OdysseyClient:
                 "Check --api-key or ODYSSEY_API_KEY.",
                 status_code=response.status_code,
             )
-        data = self._json(response, "POST /auth/token")
+        if response.status_code in (404, 405):
+            raise ApiError(
+                f"no Odyssey API at {redact_url(self.api_url)} (POST /auth/token answered "
+                f"HTTP {response.status_code}); check --api-url or ODYSSEY_API_URL (e.g. "
+                f"{DEFAULT_API_URL}, without a path)",
+                status_code=response.status_code,
+            )
+        if response.status_code >= 400:
+            detail = _detail(response)
+            raise ApiError(
+                f"POST /auth/token: HTTP {response.status_code}"
+                f"{': ' + detail if detail else ''}; check --api-url and try again later",
+                status_code=response.status_code,
+            )
+        try:
+            data = response.json()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiResponseError(
+                f"no Odyssey API at {redact_url(self.api_url)} (POST /auth/token answered "
+                "with something that is not JSON); check --api-url or ODYSSEY_API_URL"
+            ) from exc
         token = data.get("access_token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
             raise ApiResponseError("POST /auth/token: the answer has no 'access_token'")
@@ -578,7 +652,7 @@ class OdysseyClient:
         self, method: str, url: str, *, auth: bool, redirects: bool = True, **kwargs: Any
     ) -> httpx.Response:
         """One API request with retries; returns the final (non-transient) response."""
-        for attempt in self._attempts():
+        for attempt in self._attempts(method, lambda: url):
             with attempt:
                 if attempt.num > 1:
                     self.api_retries += 1
@@ -887,7 +961,7 @@ class OdysseyClient:
         dest.seek(0)
         dest.truncate()
         try:
-            for attempt in self._attempts():
+            for attempt in self._attempts("GET", lambda: str(state["url"])):
                 with attempt:
                     stats.attempts += 1
                     self._download_once(state, dest, what, refresh_url, stats)
@@ -1026,6 +1100,7 @@ class OdysseyClient:
                     "bytes (raise --max-download-bytes)"
                 )
             dest.write(chunk)
+            LIVE.add_bytes(len(chunk))
             if digest is not None:
                 digest.update(chunk)
                 state["hashed"] += len(chunk)

@@ -1,21 +1,34 @@
 """The ``odyssey-data`` command line.
 
-Exit codes: 0 all done, 1 fatal error, 2 usage or configuration error, 3 finished but
-some recordings failed or were skipped. Expected failures print one readable line, never
-a traceback (``--debug`` shows it). Every text printed that may come from a server or a
-dataset (ids, reasons, error messages) goes through :func:`_shown`; JSON output is ASCII.
+Exit codes: 0 all done (recordings not ready yet, such as a stream still active, are
+not failures), 1 fatal error, 2 usage or configuration error, 3 finished but some
+recordings failed (with ``--strict``: or were skipped), 130 interrupted (143 on
+SIGTERM) after committing what had finished. Every failure prints one line naming what
+failed, where, and the fix; ``-v`` adds the traceback of unexpected errors, ``-vv``
+every traceback and the libraries' own logging.
+
+Progress goes to stderr: a bar with ETA, live bytes and phases on a terminal, and one
+line per recording otherwise (cron, CI, container logs).
+
+Every text printed that may come from a server or a dataset (ids, reasons, error
+messages) goes through :func:`_shown`; JSON output is ASCII.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import gc
 import json
 import logging
+import os
+import re
+import signal
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.markup import escape
@@ -23,18 +36,24 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from odyssey_data._version import __version__
 from odyssey_data.errors import ConfigError, MissingDependencyError, OdysseyDataError, printable
 from odyssey_data.images import FORMATS, parse_resize
-from odyssey_data.pipeline import ExportConfig, ExportReport, ProgressSink, RecordingResult
+from odyssey_data.pipeline import ExportConfig, ExportReport, ProgressSink
+from odyssey_data.progress import LIVE, ProgressUpdate, human_bytes, human_seconds
 
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 
 def _shown(text: str) -> str:
@@ -43,14 +62,29 @@ def _shown(text: str) -> str:
     return escape(printable(text))
 
 
+def _shown_lines(text: str) -> str:
+    """:func:`_shown` line by line (a traceback, a log record): the line breaks stay."""
+    return "\n".join(_shown(line) for line in text.split("\n"))
+
+
 DEMO_OUTPUT = "./odyssey-demo-dataset"
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+class _LiveColumn(ProgressColumn):
+    """Bytes downloaded so far (moving within a recording), the rate, and the phases."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed or 0.0
+        rate = f"{human_bytes(LIVE.bytes / elapsed)}/s" if elapsed > 0.5 else ""
+        phases = LIVE.describe()
+        return Text(f"{human_bytes(LIVE.bytes)} {rate}  {phases}".rstrip())
+
+
 class _Bar(ProgressSink):
-    """A rich progress bar: recordings done, frames, MB/s."""
+    """A rich progress bar: recordings done, frames, live bytes, phases, elapsed, ETA."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
@@ -59,35 +93,52 @@ class _Bar(ProgressSink):
             TextColumn("[bold]exporting"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[frames]:,} frames  {task.fields[rate]}"),
+            TextColumn("{task.fields[frames]:,} frames"),
+            _LiveColumn(),
             TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
             console=err,
             transient=False,
             disable=not enabled,
         )
-        self.task = self.progress.add_task("export", total=None, frames=0, rate="")
+        self.task = self.progress.add_task("export", total=None, frames=0)
         self.frames = 0
-        self.bytes = 0
-        self.started = time.perf_counter()
 
     def start(self, total: int) -> None:
-        self.started = time.perf_counter()
+        super().start(total)
         self.progress.start()
         self.progress.update(self.task, total=total)
 
-    def advance(self, result: RecordingResult) -> None:
-        self.frames += result.frame_count
-        self.bytes += result.video.bytes if result.video else 0
-        elapsed = max(1e-6, time.perf_counter() - self.started)
-        rate = f"{self.bytes / elapsed / 1e6:.1f} MB/s"
-        self.progress.update(self.task, advance=1, frames=self.frames, rate=rate)
-        if result.status != "exported" and self.enabled:
-            sid, reason = _shown(result.stream_id), _shown(str(result.reason))
-            line = f"[yellow]{result.status}[/] {sid}: {reason}"
-            self.progress.console.print(line)
+    def update(self, update: ProgressUpdate) -> None:
+        self.frames += update.frames
+        self.progress.update(self.task, advance=1, frames=self.frames)
+        if update.status != "exported" and self.enabled:
+            sid, reason = _shown(update.stream_id), _shown(str(update.reason))
+            self.progress.console.print(f"[yellow]{update.status}[/] {sid}: {reason}")
 
     def finish(self, report: ExportReport) -> None:
         self.progress.stop()
+
+
+class _Lines(ProgressSink):
+    """One line per recording on stderr, for logs without a terminal:
+    ``[12/37] <id> 285 frames 2.6 MB 1.9 s`` (failures with their reason)."""
+
+    def update(self, update: ProgressUpdate) -> None:
+        line = update.line()
+        if update.eta_s is not None and update.done < update.total and update.elapsed_s > 1:
+            line += f" (ETA {human_seconds(update.eta_s)})"
+        err.print(_shown(line))
+
+
+def _progress(args: argparse.Namespace) -> ProgressSink:
+    """The bar on a terminal, lines elsewhere, nothing with -q."""
+    if args.quiet:
+        return ProgressSink()
+    if err.is_terminal and not getattr(args, "json", False):
+        return _Bar(True)
+    return _Lines()
 
 
 def _storage_options(pairs: Sequence[str] | None) -> dict[str, Any]:
@@ -115,12 +166,16 @@ def _print_report(report: ExportReport, as_json: bool) -> None:
     table.add_row("exported", str(report.exported))
     table.add_row("already in the dataset", str(report.already))
     table.add_row("failed", str(report.failed))
-    table.add_row("skipped", str(report.skipped))
-    table.add_row("frames", f"{report.frames:,}")
-    table.add_row("video bytes", f"{report.video_bytes:,}")
+    skipped = str(report.skipped)
+    if report.not_ready:
+        skipped += f" ({report.not_ready} not ready yet)"
+    table.add_row("skipped", skipped)
+    table.add_row("frame rows", f"{report.frames:,}")
+    table.add_row("video size", human_bytes(report.video_bytes))
     table.add_row("bad event lines", str(report.bad_event_lines))
     table.add_row("retries / URL refreshes", f"{report.retries} / {report.url_refreshes}")
-    table.add_row("wall time", f"{report.elapsed_s:.2f} s")
+    table.add_row("commits", str(report.commits))
+    table.add_row("wall time", human_seconds(report.elapsed_s))
     table.add_row("frames/s", f"{report.frames_per_s:,.0f}")
     out.print(table)
     for sid, status, reason in report.problems:
@@ -128,6 +183,8 @@ def _print_report(report: ExportReport, as_json: bool) -> None:
 
 
 def _config(args: argparse.Namespace, output: str, **extra: Any) -> ExportConfig:
+    if args.resize and args.frames == "reference":
+        raise ConfigError("--resize applies to materialised frames: add --frames jpeg")
     return ExportConfig(
         output=output,
         api_url=extra.get("api_url", args.api_url),
@@ -156,16 +213,44 @@ def _config(args: argparse.Namespace, output: str, **extra: Any) -> ExportConfig
         resize=parse_resize(args.resize) if args.resize else None,
         fps=args.fps,
         image_quality=args.image_quality,
+        checkpoint_every=args.checkpoint_every,
+        checkpoint_seconds=args.checkpoint_seconds,
+        mix_options=args.mix_options,
     )
+
+
+def _dry_run(config: ExportConfig, as_json: bool) -> int:
+    """Print what an export would do; nothing is written."""
+    from odyssey_data.pipeline import plan
+
+    result = plan(config)
+    if as_json:
+        out.print_json(ensure_ascii=True, data=result.to_json())
+    else:
+        for sid, job in result.todo:
+            out.print(f"would export {_shown(sid)}" + (f" (job {_shown(job)})" if job else ""))
+        for sid, status, reason in result.skipped:
+            verb = "would skip" if status == "skipped" else "would fail"
+            out.print(f"{verb} {_shown(sid)}: {_shown(reason)}")
+        out.print(
+            f"dry run, nothing written: {len(result.todo)} to export, {len(result.skipped)} "
+            f"skipped, {result.already} already in {_shown(result.output)}"
+        )
+    if result.refused:
+        err.print(f"[red]error[/]: {_shown(result.refused)}")
+        return EXIT_USAGE
+    return EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from odyssey_data.pipeline import export
 
     config = _config(args, args.output)
-    report = export(config, progress=_Bar(not args.quiet and not args.json))
+    if args.dry_run:
+        return _dry_run(config, args.json)
+    report = export(config, progress=_progress(args))
     _print_report(report, args.json)
-    return EXIT_OK if report.ok else EXIT_PARTIAL
+    return report.exit_code(strict=args.strict)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -183,7 +268,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"and {len(catalog.jobs)} simulation jobs"
         )
         config = _config(args, args.output, api_url=server.base_url, api_key=server.api_key)
-        report = export(config, progress=_Bar(not args.quiet and not args.json))
+        if args.dry_run:
+            return _dry_run(config, args.json)
+        report = export(config, progress=_progress(args))
     _print_report(report, args.json)
     if not args.json:
         summary = open_dataset(args.output).summary()
@@ -196,9 +283,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             "    ds.load_frames(ds.frames.head(4).collect())   # decoded RGB arrays\n"
             f"or query the Parquet directly: polars.scan_parquet('{args.output}/frames/*.parquet')"
         )
-    # The demo's still-active stream and its jobs not completed (pending, processing,
-    # failed) are skipped on purpose; only failures are errors here.
-    return EXIT_OK if report.failed == 0 else EXIT_PARTIAL
+    # The demo's still-active stream and its jobs not completed are not failures, and
+    # its failed and cancelled jobs are there on purpose: only --strict counts them.
+    return report.exit_code(strict=args.strict)
 
 
 def _bitrate(text: str) -> int:
@@ -262,10 +349,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         needs = f"; reads {', '.join(names)} from the environment" if names else ""
         out.print(f"ok: {_shown(job.path)} exports to {_shown(job.config.output)}{needs}")
         return EXIT_OK
-    bar = _Bar(not args.quiet and not args.json)
     if job.demo is None:
-        report = export(job.export_config(), progress=bar)
-        code = EXIT_OK if report.ok else EXIT_PARTIAL
+        if args.dry_run:
+            return _dry_run(job.export_config(), args.json)
+        report = export(job.export_config(), progress=_progress(args))
     else:
         from odyssey_data.demo import DemoServer, make_demo_catalog
 
@@ -274,50 +361,102 @@ def cmd_run(args: argparse.Namespace) -> int:
         with DemoServer(catalog) as server:
             err.print(f"demo server on {server.base_url} with {len(catalog.recordings)} recordings")
             config = job.export_config(api_url=server.base_url, api_key=server.api_key)
-            report = export(config, progress=bar)
-        # As with `demo`: the demo's still-active streams are skipped on purpose.
-        code = EXIT_OK if report.failed == 0 else EXIT_PARTIAL
+            if args.dry_run:
+                return _dry_run(config, args.json)
+            report = export(config, progress=_progress(args))
     _print_report(report, args.json)
-    return code
+    return report.exit_code(strict=args.strict)
+
+
+def _tsv(value: Any) -> str:
+    """A TSV cell: no tabs or line breaks (an id from the API is untrusted text)."""
+    return "" if value is None else re.sub(r"[\t\r\n\x00-\x1f\x7f]", " ", str(value))
+
+
+def _emit_rows(
+    columns: Sequence[str], rows: list[dict[str, Any]], as_json: bool, title: str
+) -> None:
+    """Rows as JSON, as TSV when stdout is not a terminal, else a table (ids never cut)."""
+    if as_json:
+        out.print_json(ensure_ascii=True, data=rows)
+        return
+    if not out.is_terminal:
+        sys.stdout.write("\t".join(columns) + "\n")
+        for row in rows:
+            sys.stdout.write("\t".join(_tsv(row.get(c)) for c in columns) + "\n")
+        sys.stdout.flush()
+        return
+    table = Table(*columns)
+    for col in table.columns[:1]:
+        col.no_wrap, col.overflow = True, "ignore"  # an id must stay whole to be copied
+    for row in rows:
+        table.add_row(*(_shown(_tsv(row.get(c))) for c in columns))
+    out.print(table, crop=False)
+    out.print(f"{len(rows)} {title}")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from odyssey_data.pipeline import iter_recordings
+    from odyssey_data.api import OdysseyClient
 
     rows: list[dict[str, Any]] = []
-    for info in iter_recordings(args.api_url, args.api_key, limit=args.limit):
-        rows.append(
-            {
-                "stream_id": info.stream_id,
-                "width": info.width,
-                "height": info.height,
-                "started_at": info.started_at.isoformat() if info.started_at else None,
-                "ended_at": info.ended_at.isoformat() if info.ended_at else None,
-                "duration_seconds": info.duration_seconds,
-            }
-        )
-    if args.json:
-        out.print_json(ensure_ascii=True, data=rows)
-        return EXIT_OK
-    table = Table("stream_id", "size", "started_at", "duration", "state")
-    for r in rows:
-        table.add_row(
-            _shown(r["stream_id"]),
-            f"{r['width']}x{r['height']}",
-            r["started_at"] or "",
-            f"{r['duration_seconds']:.1f} s" if r["duration_seconds"] is not None else "",
-            "active" if r["ended_at"] is None else "ended",
-        )
-    out.print(table)
-    out.print(f"{len(rows)} recordings")
+    with OdysseyClient(args.api_url, args.api_key) as client:
+        if args.source in ("streams", "all"):
+            for info in client.list_recordings(limit=args.limit):
+                rows.append(
+                    {
+                        "stream_id": info.stream_id,
+                        "kind": "stream",
+                        "size": f"{info.width}x{info.height}",
+                        "width": info.width,
+                        "height": info.height,
+                        "started_at": info.started_at.isoformat() if info.started_at else None,
+                        "ended_at": info.ended_at.isoformat() if info.ended_at else None,
+                        "duration_seconds": info.duration_seconds,
+                        "state": "active" if info.ended_at is None else "ended",
+                    }
+                )
+        if args.source in ("simulations", "all"):
+            for job in client.list_simulation_jobs(limit=args.limit):
+                rows.append(
+                    {
+                        "job_id": job.job_id,
+                        "kind": "simulation",
+                        "state": job.status,
+                        "created_at": job.created_at.isoformat() if job.created_at else None,
+                        "started_at": job.created_at.isoformat() if job.created_at else None,
+                        "completed_at": (
+                            job.completed_at.isoformat() if job.completed_at else None
+                        ),
+                        "error_message": job.error_message,
+                    }
+                )
+    if args.source == "streams":
+        columns: Sequence[str] = ("stream_id", "size", "started_at", "duration_seconds", "state")
+        title = "recordings"
+    elif args.source == "simulations":
+        columns = ("job_id", "state", "created_at", "completed_at", "error_message")
+        title = "simulation jobs"
+    else:
+        for row in rows:
+            row["id"] = row.get("stream_id") or row.get("job_id")
+        columns = ("id", "kind", "state", "started_at", "duration_seconds")
+        title = "recordings and simulation jobs"
+    _emit_rows(columns, rows, args.json, title)
     return EXIT_OK
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from odyssey_data.dataset import open_dataset
+    from odyssey_data.runs import recorded_options
 
     ds = open_dataset(args.dataset, _storage_options(args.storage_option))
     summary = ds.summary()
+    manifest = ds.manifest
+    summary["frame_rows"] = sum(
+        entry.num_rows or 0 for entry in manifest.files.values() if entry.kind == "frames"
+    )
+    summary["options"] = recorded_options(manifest.recordings, manifest.options)
+    summary["runs"] = len(manifest.runs)
     if args.json:
         out.print_json(ensure_ascii=True, data=summary)
         return EXIT_OK
@@ -327,15 +466,20 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     table.add_row("recordings", str(summary["recordings"]))
     for status, count in sorted(summary["status"].items()):
         table.add_row(f"  {status}", str(count))
-    table.add_row("frames", f"{summary['frames']:,}")
+    table.add_row("frame rows (frames table)", f"{summary['frame_rows']:,}")
+    table.add_row("video frames (in the MP4s)", f"{summary['frames']:,}")
     table.add_row("prompts", str(summary["prompts"]))
     table.add_row("events", str(summary["events"]))
-    table.add_row("video duration", f"{summary['duration_s']:.1f} s")
-    table.add_row("video bytes", f"{summary['video_bytes']:,}")
-    table.add_row("files / bytes", f"{summary['files']} / {summary['dataset_bytes']:,}")
+    table.add_row("video duration", human_seconds(summary["duration_s"]))
+    table.add_row("video size", human_bytes(summary["video_bytes"]))
+    table.add_row("files / size", f"{summary['files']} / {human_bytes(summary['dataset_bytes'])}")
+    for options in summary["options"]:
+        shown = ", ".join(f"{k}={v}" for k, v in options.items() if v is not None)
+        table.add_row("export options", _shown(shown))
+    table.add_row("export runs", str(summary["runs"]))
     table.add_row("generation", str(summary["generation"]))
     out.print(table)
-    for sid, status in sorted(ds.manifest.recordings.items()):
+    for sid, status in sorted(manifest.recordings.items()):
         if status.status != "exported":
             out.print(f"[yellow]{status.status}[/] {_shown(sid)}: {_shown(str(status.reason))}")
     return EXIT_OK
@@ -362,7 +506,15 @@ def cmd_preview(args: argparse.Namespace) -> int:
     sheet = ds.preview(
         args.stream_id, columns=args.columns, rows=args.rows, thumb_width=args.thumb_width
     )
-    sheet.save(args.out)
+    try:
+        folder = os.path.dirname(args.out)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        sheet.save(args.out)
+    except (OSError, ValueError) as exc:
+        from odyssey_data.storage_errors import storage_error
+
+        raise storage_error(exc, action="write", path=args.out, url=args.out) from exc
     out.print(f"wrote {args.out} ({sheet.size[0]}x{sheet.size[1]})")
     return EXIT_OK
 
@@ -394,8 +546,75 @@ def cmd_convert(args: argparse.Namespace) -> int:
             f"({report.frames_per_s:,.0f} frames/s)"
         )
         for sid, reason in report.failed:
-            out.print(f"[yellow]failed[/] {escape(sid)}: {escape(reason)}")
+            out.print(f"[yellow]failed[/] {_shown(sid)}: {_shown(reason)}")
     return EXIT_OK if not report.failed else EXIT_PARTIAL
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with "did you mean" for a mistyped subcommand, choice or flag.
+
+    argparse stays (rather than click, typer or cyclopts) because it is in the standard
+    library, imports in ~5 ms and the package already builds every subcommand with it:
+    the suggestions and the flags that work before or after the subcommand are a few
+    lines here, and the command's start-up time does not grow.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if m:
+            choices = re.findall(r"'([^']*)'", m.group(2)) or [
+                c.strip() for c in m.group(2).split(",")
+            ]
+            close = difflib.get_close_matches(m.group(1), choices, n=1, cutoff=0.5)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+        super().error(message)
+
+    def option_strings(self) -> list[str]:
+        """Every flag this parser takes."""
+        return [o for action in self._actions for o in action.option_strings]
+
+
+def _suggest_flags(parser: _Parser, extras: Sequence[str]) -> str:
+    """``; did you mean --workers?`` for unknown flags among ``extras``."""
+    known = parser.option_strings()
+    hints = []
+    for extra in extras:
+        if not extra.startswith("-"):
+            continue
+        flag = extra.split("=", 1)[0]
+        close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+        if close:
+            hints.append(f"{close[0]} (not {flag})")
+    return f"; did you mean {', '.join(hints)}?" if hints else ""
+
+
+def _common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """-v/-vv, -q and --debug: accepted before and after the subcommand."""
+    # On subcommands the defaults are SUPPRESS, so they never undo a flag given before.
+    default: Any = argparse.SUPPRESS
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0 if top else default,
+        help="more detail: -v logs each step (checkpoints, retries) and shows the traceback "
+        "of unexpected errors; -vv adds debug output, the libraries' own logging and every "
+        "traceback",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=False if top else default,
+        help="no progress: only warnings, errors and the final summary",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=False if top else default,
+        help="the same as -vv",
+    )
 
 
 def _api_options(parser: argparse.ArgumentParser) -> None:
@@ -424,18 +643,53 @@ def _source_options(parser: argparse.ArgumentParser, default: str) -> None:
     )
 
 
+def _storage_option_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="fsspec option of the dataset's filesystem, e.g. endpoint_url=http://host:9000 "
+        "(repeatable; VALUE is JSON if it parses)",
+    )
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    """Options of every command that exports: --dry-run, --strict, --json."""
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list what would be exported, skipped and already present; write nothing",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 3 when any recording was skipped too (an active stream, a job not "
+        "completed), not only when one failed",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
 def _export_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--with-thumbnails",
         action="store_true",
         help="also store each recording's thumbnail JPEG and preview MP4 beside its video",
     )
-    parser.add_argument("--limit", type=int, help="export at most N recordings (most recent first)")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help="export at most N recordings that can be exported (most recent first; "
+        "still-active streams do not count)",
+    )
     parser.add_argument(
         "--stream-id", action="append", metavar="ID", help="only this recording (repeatable)"
     )
     parser.add_argument(
-        "--workers", type=int, help="recordings in parallel (default: the number of cores)"
+        "--workers",
+        type=int,
+        metavar="N",
+        help="recordings in parallel (default: the number of cores)",
     )
     parser.add_argument(
         "--executor",
@@ -449,13 +703,18 @@ def _export_options(parser: argparse.ArgumentParser) -> None:
         metavar="ADDR",
         help="Ray cluster for --executor ray (default: $RAY_ADDRESS or a new local Ray)",
     )
+    _storage_option_flag(parser)
     parser.add_argument(
-        "--storage-option",
-        action="append",
-        metavar="KEY=VALUE",
-        help="fsspec option of the output filesystem (repeatable; VALUE is JSON if it parses)",
+        "--overwrite",
+        action="store_true",
+        help="start a fresh dataset (also the way out of a damaged manifest.json)",
     )
-    parser.add_argument("--overwrite", action="store_true", help="start a fresh dataset")
+    parser.add_argument(
+        "--mix-options",
+        action="store_true",
+        help="add recordings even though the dataset holds recordings exported with other "
+        "--frames/--resize/--fps/--image-quality/--source/--event-offset-ms",
+    )
     parser.add_argument(
         "--allow-foreign-files",
         action="store_true",
@@ -467,13 +726,28 @@ def _export_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1_000_000,
         metavar="N",
-        help="frame rows per shard; the manifest is committed after each (default 1000000)",
+        help="frame rows per shard at most (default 1000000)",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=100,
+        metavar="N",
+        help="commit the dataset at least every N finished recordings (default 100)",
+    )
+    parser.add_argument(
+        "--checkpoint-seconds",
+        type=float,
+        default=30.0,
+        metavar="T",
+        help="... or at least every T seconds, whichever comes first (default 30): an "
+        "interrupted run loses at most that much work",
     )
     parser.add_argument(
         "--break-lock",
         action="store_true",
         help="take the dataset's writer lock even if another export seems to hold it "
-        "(only when you know that export is dead)",
+        "(only when you know that export is dead; also the way out of a damaged lock)",
     )
     parser.add_argument(
         "--lock-timeout",
@@ -484,7 +758,11 @@ def _export_options(parser: argparse.ArgumentParser) -> None:
         "age, only when its process is gone from this machine)",
     )
     parser.add_argument(
-        "--event-offset-ms", type=float, default=0.0, help="added to every event time (default 0)"
+        "--event-offset-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="added to every event time (default 0)",
     )
     parser.add_argument(
         "--frames",
@@ -494,13 +772,20 @@ def _export_options(parser: argparse.ArgumentParser) -> None:
         "materialise each frame in the image column (needs odyssey-data[images])",
     )
     parser.add_argument(
-        "--resize", metavar="WxH", help="size of materialised frames; W alone keeps the aspect"
+        "--resize",
+        metavar="WxH",
+        help="size of materialised frames; W alone keeps the aspect ratio (WxH warns when it "
+        "stretches)",
     )
     parser.add_argument(
         "--fps", type=float, help="keep only the frame nearest to each tick of this rate"
     )
     parser.add_argument(
-        "--image-quality", type=int, default=90, help="JPEG/WebP quality (default 90)"
+        "--image-quality",
+        type=int,
+        default=90,
+        metavar="Q",
+        help="JPEG/WebP quality 1..100 (default 90)",
     )
     parser.add_argument(
         "--probe",
@@ -509,7 +794,11 @@ def _export_options(parser: argparse.ArgumentParser) -> None:
         help="how frame timing is read (default auto: demux, checked against a decode)",
     )
     parser.add_argument(
-        "--max-download-bytes", type=int, default=16 << 30, help="refuse larger downloads"
+        "--max-download-bytes",
+        type=int,
+        default=16 << 30,
+        metavar="N",
+        help="refuse larger downloads (default 16 GiB)",
     )
     parser.add_argument(
         "--min-download-rate",
@@ -519,28 +808,69 @@ def _export_options(parser: argparse.ArgumentParser) -> None:
         help="a download slower than this on average (after its first read timeout) is "
         "retried, then fails (default 16384)",
     )
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _run_options(parser)
+
+
+_EXAMPLES = {
+    "export": """examples:
+  odyssey-data export ./dataset                       # every finished recording
+  odyssey-data export s3://bucket/odyssey --storage-option endpoint_url=http://127.0.0.1:9000
+  odyssey-data export ./dataset --dry-run             # what would be exported
+  odyssey-data export ./clips --frames jpeg --resize 256 --fps 5""",
+    "run": """examples:
+  odyssey-data run pipelines/demo.toml
+  odyssey-data run pipelines/nightly-s3.toml --set target.url=s3://other/prefix --check""",
+    "demo": """example:
+  odyssey-data demo                                   # writes ./odyssey-demo-dataset""",
+    "serve-demo": """example:
+  odyssey-data serve-demo --port 8000 --recordings 20 --bitrate 4M""",
+    "list": """examples:
+  odyssey-data list
+  odyssey-data list --source simulations | cut -f1    # ids, tab-separated when piped""",
+    "inspect": """example:
+  odyssey-data inspect ./odyssey-demo-dataset""",
+    "preview": """example:
+  odyssey-data preview ./odyssey-demo-dataset --out previews/first.png""",
+    "convert": """example:
+  odyssey-data convert ./odyssey-demo-dataset ./lerobot --to lerobot --fps 10 --size 256x144""",
+    "verify": """example:
+  odyssey-data verify ./odyssey-demo-dataset --no-checksums""",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``odyssey-data``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="odyssey-data",
         description="Turn Odyssey stream recordings into ML training datasets.",
+        epilog="Run 'odyssey-data COMMAND --help' for a command's options and an example.",
     )
     parser.add_argument("--version", action="version", version=f"odyssey-data {__version__}")
-    parser.add_argument("--debug", action="store_true", help="log debug output and tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True)
+    _common_options(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("export", help="export recordings from the Odyssey API into a dataset")
+    def command(name: str, help: str, operands: str = "") -> _Parser:
+        p = sub.add_parser(
+            name,
+            help=help,
+            usage=f"odyssey-data {name} [options] {operands}".rstrip(),
+            description=help[:1].upper() + help[1:] + ".",
+            epilog=_EXAMPLES[name],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        assert isinstance(p, _Parser)
+        _common_options(p, top=False)
+        p.set_defaults(parser=p)
+        return p
+
+    p = command("export", "export recordings from the Odyssey API into a dataset", "OUTPUT")
     p.add_argument("output", help="dataset root: a folder or fsspec URL (s3://, gs://, memory://)")
     _api_options(p)
     _source_options(p, "streams")
     _export_options(p)
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("run", help="run a pipeline file (TOML; see pipelines/README.md)")
+    p = command("run", "run a pipeline file (TOML; see pipelines/README.md)", "PIPELINE")
     p.add_argument("pipeline", help="the pipeline file, e.g. pipelines/demo.toml")
     p.add_argument(
         "--set",
@@ -549,23 +879,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a key of the file (repeatable; VALUE is TOML if it parses, else text)",
     )
     p.add_argument("--check", action="store_true", help="validate the file and stop")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _run_options(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("demo", help="start the local demo server and export its recordings")
-    p.add_argument("output", nargs="?", default=DEMO_OUTPUT, help=f"default {DEMO_OUTPUT}")
+    p = command("demo", "start the local demo server and export its recordings", "[OUTPUT]")
+    p.add_argument(
+        "output", nargs="?", default=DEMO_OUTPUT, help=f"dataset root (default {DEMO_OUTPUT})"
+    )
     p.add_argument("--recordings", type=int, default=6, help="finished demo recordings (default 6)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the demo catalog (default 0)")
     _source_options(p, "all")
     _export_options(p)
     p.set_defaults(func=cmd_demo, api_url=None, api_key=None)
 
-    p = sub.add_parser("serve-demo", help="run the Odyssey-compatible demo server until Ctrl-C")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=0, help="default: a free port")
-    p.add_argument("--recordings", type=int, default=6)
-    p.add_argument("--seed", type=int, default=0)
+    p = command("serve-demo", "run the Odyssey-compatible demo server until Ctrl-C")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    p.add_argument("--recordings", type=int, default=6, help="finished recordings (default 6)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the demo catalog (default 0)")
     p.add_argument("--size", metavar="WxH", help="frame size of every recording (default: mixed)")
     p.add_argument("--seconds", type=float, default=3.5, help="length of each (default 3.5)")
     p.add_argument(
@@ -575,29 +906,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_serve_demo)
 
-    p = sub.add_parser("list", help="list the recordings the API has")
+    p = command("list", "list the recordings (or simulation jobs) the API has")
     _api_options(p)
-    p.add_argument("--limit", type=int)
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--source",
+        choices=("streams", "simulations", "all"),
+        default="streams",
+        help="stream recordings (default), simulation jobs, or both",
+    )
+    p.add_argument("--limit", type=int, metavar="N", help="at most N of each")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("inspect", help="summarise a dataset")
-    p.add_argument("dataset")
-    p.add_argument("--storage-option", action="append", metavar="KEY=VALUE")
-    p.add_argument("--json", action="store_true")
+    p = command("inspect", "summarise a dataset", "DATASET")
+    p.add_argument("dataset", help="the dataset root (folder or fsspec URL)")
+    _storage_option_flag(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("preview", help="draw a contact sheet of one recording as a PNG")
-    p.add_argument("dataset")
+    p = command("preview", "draw a contact sheet of one recording as a PNG", "DATASET")
+    p.add_argument("dataset", help="the dataset root (folder or fsspec URL)")
     p.add_argument("--stream-id", help="the recording (default: the first one)")
-    p.add_argument("--out", default="preview.png", help="the PNG to write (default preview.png)")
-    p.add_argument("--columns", type=int, default=4)
-    p.add_argument("--rows", type=int, default=3)
-    p.add_argument("--thumb-width", type=int, default=320)
-    p.add_argument("--storage-option", action="append", metavar="KEY=VALUE")
+    p.add_argument(
+        "--out",
+        default="preview.png",
+        help="the PNG to write; its folder is created (default preview.png)",
+    )
+    p.add_argument("--columns", type=int, default=4, help="thumbnails per row (default 4)")
+    p.add_argument("--rows", type=int, default=3, help="rows of thumbnails (default 3)")
+    p.add_argument(
+        "--thumb-width", type=int, default=320, help="thumbnail width in pixels (default 320)"
+    )
+    _storage_option_flag(p)
     p.set_defaults(func=cmd_preview)
 
-    p = sub.add_parser("convert", help="convert a dataset for other trainers (LeRobot v3.0)")
+    p = command("convert", "convert a dataset for other trainers (LeRobot v3.0)", "DATASET OUTPUT")
     p.add_argument("dataset", help="the exported dataset: a folder or fsspec URL")
     p.add_argument("output", help="where to write: a new folder or fsspec URL")
     p.add_argument("--to", choices=("lerobot",), required=True, help="the target format")
@@ -620,7 +963,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave out LeRobot's language columns (their lists need lerobot's collate_fn)",
     )
-    p.add_argument("--storage-option", action="append", metavar="KEY=VALUE")
+    _storage_option_flag(p)
     p.add_argument(
         "--output-storage-option",
         action="append",
@@ -630,38 +973,142 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("verify", help="check every file of a dataset against its manifest")
-    p.add_argument("dataset")
-    p.add_argument("--storage-option", action="append", metavar="KEY=VALUE")
+    p = command("verify", "check every file of a dataset against its manifest", "DATASET")
+    p.add_argument("dataset", help="the dataset root (folder or fsspec URL)")
+    _storage_option_flag(p)
     p.add_argument("--no-checksums", action="store_true", help="check sizes only")
     p.set_defaults(func=cmd_verify)
     return parser
 
 
+class _Formatter(logging.Formatter):
+    """``warning: message`` for the package's own lines; libraries' lines (-vv) keep
+    their logger's name."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.exc_info and record.levelno >= logging.ERROR:
+            text += "\n" + self.formatException(record.exc_info)
+        level = record.levelname.lower()
+        if record.name == "odyssey_data" or record.name.startswith("odyssey_data."):
+            return f"{level}: {text}"
+        return f"{level} {record.name}: {text}"
+
+
+class _ConsoleHandler(logging.Handler):
+    """Log lines through the stderr console, so they print above a live progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            err.print(_shown_lines(self.format(record)), soft_wrap=True)
+        except Exception:  # pragma: no cover - logging must not raise
+            self.handleError(record)
+
+
+def _verbosity(args: argparse.Namespace) -> int:
+    """-1 quiet, 0 default, 1 -v, 2 -vv (or --debug)."""
+    if getattr(args, "debug", False):
+        return 2
+    if getattr(args, "quiet", False):
+        return -1
+    return min(2, int(getattr(args, "verbose", 0) or 0))
+
+
+_QUIET_LIBRARIES = ("httpx", "httpcore", "stamina", "botocore", "aiobotocore", "s3fs", "gcsfs")
+
+
+def configure_logging(verbosity: int) -> Callable[[], None]:
+    """Logging for the command: the package's warnings by default (and with -q, which
+    only drops the progress), its steps at -v, debug and the libraries' own lines (httpx,
+    stamina, botocore…) only at -vv.
+
+    Returns:
+        A function that puts logging back as it was (:func:`main` calls it at the end, so
+        a program or test that calls :func:`main` keeps its own logging).
+    """
+    level = {-1: logging.WARNING, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    handler = _ConsoleHandler()
+    handler.setFormatter(_Formatter())
+    root = logging.getLogger()
+    names = ("odyssey_data", *_QUIET_LIBRARIES)
+    saved = (root.level, {name: logging.getLogger(name).level for name in names})
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbosity >= 2 else logging.ERROR)
+    logging.getLogger("odyssey_data").setLevel(level)
+    # Libraries whose loggers set their own levels stay quiet below -vv.
+    for name in _QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbosity >= 2 else logging.ERROR)
+
+    def restore() -> None:
+        root.removeHandler(handler)
+        root.setLevel(saved[0])
+        for name, old in saved[1].items():
+            logging.getLogger(name).setLevel(old)
+
+    return restore
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: commit what finished, then stop."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    if args.debug:
-        logging.getLogger("httpx").setLevel(logging.INFO)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        sub = getattr(args, "parser", parser)
+        assert isinstance(sub, _Parser)
+        sub.error(f"unrecognized arguments: {' '.join(extras)}{_suggest_flags(sub, extras)}")
+    verbosity = _verbosity(args)
+    restore_logging = configure_logging(verbosity)
+    try:
+        return _dispatch(args, verbosity)
+    finally:
+        restore_logging()
+
+
+def _dispatch(args: argparse.Namespace, verbosity: int) -> int:
+    """Run the subcommand; every failure becomes one line and an exit code."""
     try:
         code: int = args.func(args)
         return code
     except (ConfigError, MissingDependencyError) as exc:
+        if verbosity >= 2:
+            err.print(_shown_lines("".join(traceback.format_exception(exc))))
         err.print(f"[red]error[/]: {_shown(str(exc))}")
         return EXIT_USAGE
     except OdysseyDataError as exc:
-        if args.debug:
-            raise
+        if verbosity >= 2:
+            err.print(_shown_lines("".join(traceback.format_exception(exc))))
         err.print(f"[red]error[/]: {_shown(str(exc))}")
         return EXIT_FATAL
+    except _Terminated:
+        err.print("terminated; the dataset holds what was committed, re-run to finish")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         err.print("interrupted; the dataset holds what was committed, re-run to finish")
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # stdout was closed by the reader (`odyssey-data list | head`): nothing is wrong;
+        # point stdout at /dev/null so the exit's flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_OK
+    except Exception as exc:
+        if verbosity >= 1:
+            err.print(_shown_lines("".join(traceback.format_exception(exc))))
+            tail = ""
+        else:
+            tail = "; re-run with -v for the traceback"
+        message = " ".join(str(exc).split())[:300]
+        err.print(f"[red]error[/]: unexpected error {type(exc).__name__}: {_shown(message)}{tail}")
+        return EXIT_FATAL
 
 
 class _HidePandas:
@@ -702,9 +1149,17 @@ def run() -> None:
     is ending).
     """
     _skip_pandas_probe()
-    code = main()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        code = main()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     sys.stdout.flush()
     sys.stderr.flush()
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        # What finished is committed; downloads still in flight are abandoned, not
+        # awaited (the interpreter's exit would join their threads).
+        os._exit(code)
     gc.freeze()
     sys.exit(code)
 

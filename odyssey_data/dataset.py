@@ -407,10 +407,10 @@ def open_dataset(url: str, storage_options: Mapping[str, Any] | None = None) -> 
         StorageError: there is no dataset (no ``manifest.json``) at ``url``.
     """
     store = DatasetStore(url, storage_options)
-    data = store.read_json(MANIFEST_NAME)
-    if data is None:
+    manifest = Manifest.load(store)
+    if manifest is None:
         raise StorageError(
             f"no dataset at {url}: {MANIFEST_NAME} is missing (export into it first, "
             "e.g. 'odyssey-data export URL' or 'odyssey-data demo URL')"
         )
-    return Dataset(store, Manifest.from_json(data, where=f"{MANIFEST_NAME} under {url}"))
+    return Dataset(store, manifest)

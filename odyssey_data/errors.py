@@ -17,6 +17,11 @@ the module that talks to them (``raise ... from exc``), never leaked raw::
     │   ├── DecodeError                        the video cannot be read
     │   └── EventLogError                      the events log cannot be used at all
     └── StorageError                           writing, committing or reading the dataset
+        ├── StorageAccessError                 credentials missing or refused, permission denied
+        ├── StorageUnreachableError            the storage endpoint cannot be reached
+        ├── StorageNotFoundError               the bucket (or a parent folder) does not exist
+        ├── StorageFullError                   no space left (or over quota)
+        └── DatasetDamagedError                manifest.json or the writer lock is unreadable
 
 Messages say what failed, for which recording, and what to do. They never contain the API
 key or a presigned URL's query string: use :func:`redact_url` on every URL put in a message.
@@ -33,6 +38,7 @@ __all__ = [
     "ApiResponseError",
     "AuthError",
     "ConfigError",
+    "DatasetDamagedError",
     "DecodeError",
     "DownloadError",
     "EventLogError",
@@ -41,7 +47,11 @@ __all__ = [
     "OdysseyDataError",
     "RateLimited",
     "RecordingError",
+    "StorageAccessError",
     "StorageError",
+    "StorageFullError",
+    "StorageNotFoundError",
+    "StorageUnreachableError",
     "printable",
     "redact_url",
 ]
@@ -125,7 +135,32 @@ class EventLogError(RecordingError):
 
 
 class StorageError(OdysseyDataError):
-    """The dataset could not be written, committed or read."""
+    """The dataset could not be written, committed or read.
+
+    Errors of fsspec and its backends (botocore, gcsfs, aiohttp, OSError) become these
+    in one place, :func:`odyssey_data.storage_errors.storage_error`, with a one-line
+    message naming the file, the problem and the fix.
+    """
+
+
+class StorageAccessError(StorageError):
+    """Credentials are missing or refused, or the target is not writable."""
+
+
+class StorageUnreachableError(StorageError):
+    """The storage endpoint cannot be reached (nothing listens, DNS, timeout)."""
+
+
+class StorageNotFoundError(StorageError):
+    """The bucket, or a folder the target needs, does not exist."""
+
+
+class StorageFullError(StorageError):
+    """The target has no space left (or the quota is used up)."""
+
+
+class DatasetDamagedError(StorageError):
+    """``manifest.json`` or the writer lock cannot be read; the message says the way out."""
 
 
 def redact_url(url: str) -> str:

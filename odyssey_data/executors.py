@@ -55,8 +55,8 @@ class Executor(Protocol):
         """
         ...
 
-    def close(self) -> None:
-        """Release workers."""
+    def close(self, wait: bool = True) -> None:
+        """Release workers; with ``wait=False`` running tasks are abandoned, not awaited."""
         ...
 
 
@@ -161,10 +161,11 @@ class LocalExecutor:
                         "decoder, or out of memory)",
                     )
 
-    def close(self) -> None:
-        """Shut the pool down (waits for running tasks)."""
+    def close(self, wait: bool = True) -> None:
+        """Shut the pool down: waits for running tasks, unless ``wait`` is False (an
+        interrupted export: they are abandoned; queued ones are cancelled either way)."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=wait, cancel_futures=True)
             self._pool = None
 
 

@@ -47,7 +47,16 @@ SCHEMA: dict[str, tuple[str, ...]] = {
         "demo",
     ),
     "source.demo": ("recordings", "seed", "active"),
-    "target": ("url", "storage_options", "storage_options_env", "overwrite", "allow_foreign_files"),
+    "target": (
+        "url",
+        "storage_options",
+        "storage_options_env",
+        "overwrite",
+        "mix_options",
+        "checkpoint_every",
+        "checkpoint_seconds",
+        "allow_foreign_files",
+    ),
     "frames": ("mode", "resize", "fps", "quality"),
     "executor": ("name", "workers", "ray_address"),
 }
@@ -380,6 +389,9 @@ def parse_job(
             storage_options=storage_options,
             overwrite=target.get("overwrite", bool, False),
             allow_foreign_files=target.get("allow_foreign_files", bool, False),
+            mix_options=target.get("mix_options", bool, False),
+            checkpoint_every=_or(target.positive_int("checkpoint_every"), 100),
+            checkpoint_seconds=_checkpoint_seconds(target),
             frames=mode,
             resize=resize,
             fps=fps,
@@ -397,6 +409,15 @@ def parse_job(
         demo=demo,
         description=description,
     )
+
+
+def _checkpoint_seconds(target: Any) -> float:
+    seconds = target.get("checkpoint_seconds", float)
+    if seconds is None:
+        return 30.0
+    if not seconds > 0:
+        raise target.fail("checkpoint_seconds", f"must be positive, not {seconds}")
+    return float(seconds)
 
 
 def _or(value: Any, default: Any) -> Any:

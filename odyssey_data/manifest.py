@@ -8,15 +8,16 @@ lists; a re-run skips the recordings it marks ``exported``.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from odyssey_data._version import __version__
-from odyssey_data.errors import StorageError
+from odyssey_data.errors import DatasetDamagedError, StorageError
 from odyssey_data.schema import FORMAT, FORMAT_VERSION, TABLES
-from odyssey_data.storage import FileEntry, utc_now_iso
+from odyssey_data.storage import MANIFEST_NAME, DatasetStore, FileEntry, utc_now_iso
 
 __all__ = ["Manifest", "RecordingStatus"]
 
@@ -71,6 +72,7 @@ class Manifest:
         recordings: every recording's status by ``stream_id``.
         options: the export options (no secrets).
         generation: incremented at every commit.
+        runs: what each export run added, with its version and options.
     """
 
     files: dict[str, FileEntry] = field(default_factory=dict)
@@ -80,6 +82,12 @@ class Manifest:
     updated_at: str = field(default_factory=utc_now_iso)
     generation: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
+    #: One entry per export run (see :mod:`odyssey_data.runs`), oldest first.
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    #: Serialised lines of entries, reused by :meth:`dumps` while an entry is unchanged.
+    _lines: dict[tuple[str, str], tuple[Any, str]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def table_files(self, table: str) -> list[str]:
         """Relative paths of the Parquet files of ``table``, in shard order."""
@@ -135,8 +143,62 @@ class Manifest:
                     )
         return problems
 
-    def to_json(self) -> dict[str, Any]:
-        """The JSON document written as ``manifest.json``."""
+    def dumps(self) -> bytes:
+        """``manifest.json``'s bytes: :meth:`to_json` with one line per file and per
+        recording.
+
+        A commit rewrites the whole manifest, so its cost grows with the dataset; the
+        line of a file or recording entry is kept between calls and made again only for
+        entries added or replaced since (entries are replaced, never changed in place),
+        so a checkpoint of a 10,000-recording dataset serialises only what is new and
+        joins the rest (see benchmarks/checkpoints.py).
+        """
+        cache = self._lines
+        files = []
+        for path in sorted(self.files):
+            entry = self.files[path]
+            hit = cache.get(("f", path))
+            if hit is None or hit[0] is not entry:
+                hit = (entry, json.dumps(entry.to_json(), ensure_ascii=False))
+                cache[("f", path)] = hit
+            files.append(hit[1])
+        recordings = []
+        for sid in sorted(self.recordings):
+            status = self.recordings[sid]
+            hit = cache.get(("r", sid))
+            if hit is None or hit[0] is not status:
+                line = f"{json.dumps(sid, ensure_ascii=False)}: " + json.dumps(
+                    status.to_json(), ensure_ascii=False
+                )
+                hit = (status, line)
+                cache[("r", sid)] = hit
+            recordings.append(hit[1])
+        # Entries removed since (an --overwrite) drop out of the cache.
+        if len(cache) > len(files) + len(recordings):
+            live = {("f", p) for p in self.files} | {("r", r) for r in self.recordings}
+            for stale in [k for k in cache if k not in live]:
+                del cache[stale]
+        later = ("files", "recordings", "counts", "options", "stats", "runs")
+        head = {k: v for k, v in self.to_json(entries=False).items() if k not in later}
+        tail = {"counts": self.counts(), "options": self.options, "stats": self.stats}
+        parts = ["{"]
+        for name, value in head.items():
+            parts.append(f" {json.dumps(name)}: {json.dumps(value, ensure_ascii=False)},")
+        parts.append(' "files": [')
+        parts.append(",\n".join(f"  {line}" for line in files))
+        parts.append(" ],")
+        parts.append(' "recordings": {')
+        parts.append(",\n".join(f"  {line}" for line in recordings))
+        parts.append(" },")
+        for name, value in tail.items():
+            parts.append(f" {json.dumps(name)}: {json.dumps(value, ensure_ascii=False)},")
+        parts.append(f' "runs": {json.dumps(self.runs, ensure_ascii=False)}')
+        parts.append("}")
+        return "\n".join(p for p in parts if p).encode("utf-8")
+
+    def to_json(self, *, entries: bool = True) -> dict[str, Any]:
+        """The JSON document written as ``manifest.json`` (without the ``files`` and
+        ``recordings`` entries when ``entries`` is False)."""
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -145,22 +207,47 @@ class Manifest:
             "updated_at": self.updated_at,
             "generation": self.generation,
             "tables": {t: self.table_files(t) for t in TABLES},
-            "files": [self.files[p].to_json() for p in sorted(self.files)],
-            "recordings": {sid: self.recordings[sid].to_json() for sid in sorted(self.recordings)},
+            "files": [self.files[p].to_json() for p in sorted(self.files)] if entries else [],
+            "recordings": (
+                {sid: self.recordings[sid].to_json() for sid in sorted(self.recordings)}
+                if entries
+                else {}
+            ),
             "counts": self.counts(),
             "options": self.options,
             "stats": self.stats,
+            "runs": self.runs,
         }
+
+    @classmethod
+    def load(cls, store: DatasetStore) -> Manifest | None:
+        """The dataset's ``manifest.json``, or ``None`` when there is none.
+
+        Raises:
+            DatasetDamagedError: the file is not a readable odyssey-data manifest; the
+                message names it and the two ways out.
+            StorageError: it cannot be read, or is of a newer format version.
+        """
+        where = f"{store.url.rstrip('/')}/{MANIFEST_NAME}"
+        data = store.read_bytes(MANIFEST_NAME)
+        if data is None:
+            return None
+        try:
+            parsed = json.loads(data)
+        except ValueError as exc:
+            raise _damaged(where, f"not valid JSON: {exc}") from exc
+        return cls.from_json(parsed, where=where)
 
     @classmethod
     def from_json(cls, data: Any, *, where: str) -> Manifest:
         """Parse ``manifest.json``.
 
         Raises:
-            StorageError: not an odyssey-data manifest, or of a newer format version.
+            DatasetDamagedError: not an odyssey-data manifest, or damaged.
+            StorageError: of a newer format version.
         """
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise StorageError(f"{where} is not an odyssey-data manifest")
+            raise _damaged(where, "not an odyssey-data manifest")
         version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise StorageError(
@@ -179,6 +266,15 @@ class Manifest:
                 updated_at=str(data.get("updated_at", utc_now_iso())),
                 generation=int(data.get("generation", 0)),
                 stats=dict(data.get("stats", {})),
+                runs=[dict(run) for run in data.get("runs", []) if isinstance(run, dict)],
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StorageError(f"{where} is damaged: {exc}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise _damaged(where, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _damaged(where: str, why: str) -> DatasetDamagedError:
+    return DatasetDamagedError(
+        f"{where} is damaged ({' '.join(why.split())[:120]}): the dataset cannot be read or "
+        "added to; run the export again with --overwrite to start it afresh, or restore "
+        "that file from a backup"
+    )

@@ -35,16 +35,16 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from itertools import islice
 from typing import IO, Any, cast
 
 import numpy as np
 import pyarrow as pa
 
+from odyssey_data._version import __version__
 from odyssey_data.align import (
     TickSelector,
     align_frames,
@@ -63,7 +63,11 @@ from odyssey_data.errors import (
     NotFoundError,
     OdysseyDataError,
     RecordingError,
+    StorageAccessError,
     StorageError,
+    StorageFullError,
+    StorageNotFoundError,
+    StorageUnreachableError,
     printable,
     redact_url,
 )
@@ -78,6 +82,14 @@ from odyssey_data.models import (
     RecordingInfo,
     ScriptEntry,
     SimulationJob,
+)
+from odyssey_data.progress import LIVE, ProgressSink, ProgressUpdate, make_sink
+from odyssey_data.runs import (
+    check_options,
+    data_options,
+    options_json,
+    recorded_options,
+    start_run,
 )
 from odyssey_data.schema import (
     EVENTS_SCHEMA,
@@ -98,6 +110,7 @@ from odyssey_data.storage import (
     scratch_prefix,
     utc_now_iso,
 )
+from odyssey_data.storage_errors import storage_error
 from odyssey_data.video import (
     FrameTiming,
     ProbeMode,
@@ -110,12 +123,16 @@ from odyssey_data.video import (
 
 __all__ = [
     "ExportConfig",
+    "ExportPlan",
     "ExportReport",
     "Fetched",
+    "ProgressSink",
+    "ProgressUpdate",
     "RecordingResult",
     "RecordingTask",
     "export",
     "fetch",
+    "plan",
     "process_recording",
 ]
 
@@ -123,6 +140,16 @@ log = logging.getLogger(__name__)
 
 #: A shard is written once its frames reach this many bytes in memory (or shard_rows).
 SHARD_BYTES = 192 << 20
+
+#: Storage errors that stop the run instead of failing one recording: the dataset's
+#: storage is full, refuses writes or cannot be reached, so no recording can be written
+#: (the other StorageErrors, e.g. a refused name, stay one recording's failure).
+_STOPS_THE_RUN = (
+    StorageAccessError,
+    StorageFullError,
+    StorageNotFoundError,
+    StorageUnreachableError,
+)
 
 #: What an export reads: stream recordings, simulation job outputs, or both.
 SOURCES = ("streams", "simulations", "all")
@@ -232,6 +259,13 @@ class ExportConfig:
             files (refused by default: see
             :meth:`~odyssey_data.storage.DatasetStore.check_ownership`). Those files are
             never deleted or overwritten; one whose name the export writes is refused.
+        checkpoint_every: commit the manifest at least every this many recordings
+            (finished ones since the last commit), so an interrupted run keeps them.
+        checkpoint_seconds: ... or at least every this many seconds, whichever comes
+            first. Either way commits are spaced so they take at most about 5 % of the
+            run (a commit's cost grows with the dataset).
+        mix_options: add recordings even when the dataset holds recordings made with
+            other data-shaping options (see :mod:`odyssey_data.runs`); else refused.
     """
 
     output: str
@@ -265,6 +299,9 @@ class ExportConfig:
     started_before: datetime | None = None
     min_duration_s: float | None = None
     allow_foreign_files: bool = False
+    checkpoint_every: int = 100
+    checkpoint_seconds: float = 30.0
+    mix_options: bool = False
 
     def __post_init__(self) -> None:
         self.frame_options().validate()
@@ -309,6 +346,12 @@ class ExportConfig:
             raise ConfigError("started_after must be earlier than started_before")
         if self.min_duration_s is not None:
             _check_range("min_duration_s", self.min_duration_s, 0.0, MAX_SECONDS)
+        if self.checkpoint_every < 1:
+            raise ConfigError(f"checkpoint_every must be at least 1, not {self.checkpoint_every}")
+        if not self.checkpoint_seconds > 0:
+            raise ConfigError(
+                f"checkpoint_seconds must be a positive number, not {self.checkpoint_seconds}"
+            )
 
     def frame_options(self) -> FrameOptions:
         """What each worker does with the frames (reference rows or encoded images)."""
@@ -394,6 +437,8 @@ class RecordingTask:
     #: The recording's files, already fetched by the driver (download-ahead); ``None``:
     #: the worker fetches them.
     prefetched: Fetched | None = None
+    #: The options that shaped the rows (``export_options`` column), compact JSON.
+    options_json: str = "{}"
 
 
 @dataclass(frozen=True)
@@ -523,7 +568,9 @@ class _Prefetcher:
         folder = tempfile.mkdtemp(prefix=scratch_prefix(), dir=task.store.scratch_dir())
         self._folders.append(folder)
         try:
-            fetched = fetch(task, folder)
+            fetched = _fetching(task, folder)
+        except _STOPS_THE_RUN:
+            raise
         except Exception as exc:  # as in process_recording: this recording fails alone
             fetched = Fetched(folder, result=_unexpected(task, exc))
         return replace(task, prefetched=fetched)
@@ -558,10 +605,16 @@ class _Prefetcher:
         finally:
             self._stop.set()
 
-    def close(self) -> None:
-        """Stop fetching and remove every folder still there (call once no worker runs)."""
+    def close(self, wait: bool = True) -> None:
+        """Stop fetching and remove every folder still there (call once no worker runs).
+
+        ``wait=False`` (an interrupted export) abandons the downloads in flight; their
+        folders are ``.tmp-`` leftovers the next run removes.
+        """
         self._stop.set()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+        if not wait:
+            return
         for folder in self._folders:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -615,6 +668,8 @@ def process_recording(task: RecordingTask) -> RecordingResult:
     """
     try:
         return _process(task)
+    except _STOPS_THE_RUN:
+        raise  # the dataset's storage (full, refused, gone): no recording can be written
     except Exception as exc:  # the last line of "one bad recording stays one failure"
         return _unexpected(task, exc)
 
@@ -649,7 +704,7 @@ def _process(task: RecordingTask) -> RecordingResult:
     with tempfile.TemporaryDirectory(prefix=scratch_prefix(), dir=task.store.scratch_dir()) as tmp:
         if task.frame_options.streams():
             return _stream(task, tmp)
-        return _finish(task, fetch(task, tmp))
+        return _finish(task, _fetching(task, tmp))
 
 
 def _stream(task: RecordingTask, folder: str) -> RecordingResult:
@@ -665,7 +720,7 @@ def _stream(task: RecordingTask, folder: str) -> RecordingResult:
 
     def download() -> None:
         try:
-            box["fetched"] = fetch(task, folder, video_growth=growth)
+            box["fetched"] = _fetching(task, folder, video_growth=growth)
         except Exception:
             if not growth.abandoned:
                 raise
@@ -784,7 +839,10 @@ def fetch(task: RecordingTask, folder: str, video_growth: Growth | None = None) 
         fetched.recording, fetched.script = recording, script
         if not recording.video_url:
             fetched.result = RecordingResult(
-                sid, "skipped", "the API gives no video URL (still processing?)"
+                sid,
+                "skipped",
+                "the API gives no video URL yet (still processing?); a later run exports it",
+                stats={"not_ready": True},
             )
         else:
             api = client
@@ -842,8 +900,19 @@ def fetch(task: RecordingTask, folder: str, video_growth: Growth | None = None) 
                 f"{what}: the API no longer knows this recording (HTTP 404); it was listed but "
                 "may have been deleted since",
             )
+    except _STOPS_THE_RUN:
+        raise  # the dataset's disk, not this recording: the run stops (see export)
     except OdysseyDataError as exc:
         fetched.result = RecordingResult(sid, "failed", str(exc))
+    except OSError as exc:
+        # Writing the download failed (a full disk): the dataset's disk, on a local one.
+        name = os.path.basename(folder)
+        error = storage_error(
+            exc, action="write the download of", path=f"{name}/", url=task.store.url
+        )
+        if isinstance(error, _STOPS_THE_RUN):
+            raise error from exc
+        fetched.result = RecordingResult(sid, "failed", str(error))
     if video_growth is not None:
         video_growth.finish(failed=fetched.result is not None)
     attempts = sum(d.attempts for d in downloads)
@@ -857,7 +926,21 @@ def fetch(task: RecordingTask, folder: str, video_growth: Growth | None = None) 
     return fetched
 
 
+def _fetching(task: RecordingTask, folder: str, video_growth: Growth | None = None) -> Fetched:
+    """:func:`fetch`, counted as ``downloading`` by the live progress."""
+    with LIVE.phase("downloading"):
+        return fetch(task, folder, video_growth) if video_growth else fetch(task, folder)
+
+
 def _finish(task: RecordingTask, fetched: Fetched, encoded: str | None = None) -> RecordingResult:
+    """:func:`_finish_fetched`, counted as ``processing`` by the live progress."""
+    with LIVE.phase("processing"):
+        return _finish_fetched(task, fetched, encoded)
+
+
+def _finish_fetched(
+    task: RecordingTask, fetched: Fetched, encoded: str | None = None
+) -> RecordingResult:
     """The unit of work after :func:`fetch`: build the result from the fetched files.
 
     ``encoded``: the frames' images already made while the video downloaded (a file
@@ -880,6 +963,8 @@ def _finish(task: RecordingTask, fetched: Fetched, encoded: str | None = None) -
             )
             result.stats["video_bytes"] = fetched.video_bytes
             result.stats["download_s"] = fetched.download_s
+        except _STOPS_THE_RUN:
+            raise  # writing the dataset failed: not this recording's fault, the run stops
         except OdysseyDataError as exc:
             result = RecordingResult(task.info.stream_id, "failed", str(exc))
     result.stats.update(fetched.stats)
@@ -967,6 +1052,9 @@ def _build(
         schema=FRAMES_SCHEMA,
     )
     options = task.frame_options
+    stretched = _stretched(options, timing.width, timing.height)
+    if stretched is not None:
+        warnings = (*warnings, f"{what}: {stretched}")
     if options.fps is not None:
         frames = frames.take(pa.array(resample_positions(ts, options.fps, unique=True)))
     spilled = None
@@ -1022,6 +1110,8 @@ def _build(
         "script_index": info.script_index,
         "thumbnail_path": stored.get("thumbnail"),
         "preview_path": stored.get("preview"),
+        "exporter_version": __version__,
+        "export_options": task.options_json,
     }
     recording_table = pa.Table.from_pylist([row], schema=RECORDINGS_SCHEMA)
     return RecordingResult(
@@ -1034,8 +1124,25 @@ def _build(
         recording=recording_table,
         video=video,
         extra_files=tuple(extra_files),
-        stats={"bad_event_lines": bad_lines, "probe": timing.method},
+        stats={
+            "bad_event_lines": bad_lines,
+            "probe": timing.method,
+            **({"stretched": stretched} if stretched is not None else {}),
+        },
         warnings=warnings,
+    )
+
+
+def _stretched(options: FrameOptions, width: int, height: int) -> str | None:
+    """Why ``--resize WxH`` distorts frames of ``width``×``height``, or ``None``."""
+    if not options.materialised or options.resize is None or options.resize[1] is None:
+        return None
+    new_w, new_h = options.resize[0], options.resize[1]
+    if not width or not height or abs(new_w / new_h - width / height) <= 0.01 * width / height:
+        return None
+    return (
+        f"--resize {new_w}x{new_h} changes the aspect ratio of its {width}x{height} frames "
+        f"(stretched); give the width alone (--resize {new_w}) to keep the aspect ratio"
     )
 
 
@@ -1218,11 +1325,24 @@ class ExportReport:
     shards: int = 0
     elapsed_s: float = 0.0
     problems: list[tuple[str, str, str]] = field(default_factory=list)
+    #: Of ``skipped``: recordings not ready yet (active streams, jobs not completed, no
+    #: video URL yet); a later run exports them.
+    not_ready: int = 0
+    #: Manifest commits made while the run went (checkpoints and shards), the last one
+    #: included.
+    commits: int = 0
+    #: The run was interrupted (Ctrl-C, SIGTERM) after committing what had finished.
+    interrupted: bool = False
 
     @property
     def ok(self) -> bool:
         """True when every recording was exported (none failed or skipped)."""
         return self.failed == 0 and self.skipped == 0
+
+    def exit_code(self, *, strict: bool = False) -> int:
+        """0 when nothing failed (recordings not ready yet are not failures), 3 when some
+        failed; with ``strict`` any skipped recording also makes it 3."""
+        return 0 if self.failed == 0 and (not strict or self.skipped == 0) else 3
 
     @property
     def frames_per_s(self) -> float:
@@ -1236,26 +1356,21 @@ class ExportReport:
         return out
 
 
-class ProgressSink:
-    """Receives progress from :func:`export`; the CLI draws a bar with it."""
-
-    def start(self, total: int) -> None:
-        """``total`` recordings are about to be processed."""
-
-    def advance(self, result: RecordingResult) -> None:
-        """One recording is done (exported, failed or skipped)."""
-
-    def finish(self, report: ExportReport) -> None:
-        """The export is committed."""
-
-
 class _ShardBuffer:
     """Collects results until a shard is full, then writes one part of each table."""
 
-    def __init__(self, store: DatasetStore, manifest: Manifest, shard_rows: int) -> None:
+    def __init__(
+        self,
+        store: DatasetStore,
+        manifest: Manifest,
+        shard_rows: int,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
         self.store = store
         self.manifest = manifest
         self.shard_rows = shard_rows
+        #: Added to every exported recording's manifest entry (options, exporter).
+        self.details = dict(details or {})
         self.results: list[RecordingResult] = []
         self._buffered: set[str] = set()
         self.rows = 0
@@ -1327,7 +1442,7 @@ class _ShardBuffer:
                 shard=shard,
                 video_path=r.video.path,
                 frames=r.frame_count,
-                details=_status_details(r),
+                details={**_status_details(r), **self.details},
             )
         self.results = []
         self._buffered = set()
@@ -1337,7 +1452,7 @@ class _ShardBuffer:
 
 
 def _status_details(result: RecordingResult) -> dict[str, Any]:
-    keys = ("attempts", "retries", "url_refreshes", "bad_event_lines", "probe")
+    keys = ("attempts", "retries", "url_refreshes", "bad_event_lines", "probe", "not_ready")
     details = {k: result.stats[k] for k in keys if k in result.stats}
     if result.warnings:
         details["warnings"] = list(result.warnings[:5])
@@ -1354,8 +1469,6 @@ def _commit(store: DatasetStore, manifest: Manifest, lock: WriterLock) -> None:
     Raises:
         StorageError: the lock was lost or another writer committed; nothing is written.
     """
-    import json
-
     lock.check()
     found = store.manifest_generation()
     if (found or 0) != manifest.generation:
@@ -1367,16 +1480,17 @@ def _commit(store: DatasetStore, manifest: Manifest, lock: WriterLock) -> None:
         )
     manifest.generation += 1
     manifest.updated_at = utc_now_iso()
-    data = json.dumps(manifest.to_json(), indent=1, sort_keys=False).encode()
-    store.write_bytes(MANIFEST_NAME, data)
+    try:
+        store.write_bytes(MANIFEST_NAME, manifest.dumps())
+    except BaseException:
+        # Not committed (a full disk, Ctrl-C mid-write): the stored generation is unchanged.
+        manifest.generation -= 1
+        raise
     lock.refresh(force=True)
 
 
 def _load_manifest(store: DatasetStore) -> Manifest | None:
-    data = store.read_json(MANIFEST_NAME)
-    if data is None:
-        return None
-    return Manifest.from_json(data, where=f"{MANIFEST_NAME} under {store.url}")
+    return Manifest.load(store)
 
 
 def _remove_leftovers(store: DatasetStore, manifest: Manifest) -> int:
@@ -1419,16 +1533,21 @@ def _select(
                 found[info.stream_id] = info
                 if len(found) == len(wanted):
                     break
+        for sid in wanted:
+            if sid not in found:
+                reason = (
+                    f"recording {sid!r}: the API does not list it; check the id "
+                    "('odyssey-data list' shows them)"
+                )
+                skipped.append(RecordingResult(sid, "failed", reason))
         infos: Iterable[RecordingInfo] = [
-            found.get(sid, RecordingInfo(stream_id=sid, ended_at=datetime.now(UTC)))
-            for sid in wanted
-            if sid not in found or config.wants(found[sid])
+            found[sid] for sid in wanted if sid in found and config.wants(found[sid])
         ]
     elif config.has_filters():
         # The limit counts the recordings that pass the filters, not the ones listed.
-        infos = islice(filter(config.wants, client.list_recordings()), config.limit)
+        infos = _limited(filter(config.wants, client.list_recordings()), config.limit)
     else:
-        infos = client.list_recordings(limit=config.limit)
+        infos = _limited(client.list_recordings(), config.limit)
     for info in infos:
         if info.stream_id in done:
             already += 1
@@ -1437,7 +1556,10 @@ def _select(
         elif info.is_active:
             skipped.append(
                 RecordingResult(
-                    info.stream_id, "skipped", "the stream is still active (no end time)"
+                    info.stream_id,
+                    "skipped",
+                    "the stream is still active (no end time); a later run exports it",
+                    stats={"not_ready": True},
                 )
             )
         else:
@@ -1484,6 +1606,27 @@ def _distinct(todo: list[RecordingInfo]) -> tuple[list[RecordingInfo], list[Reco
     return list(seen.values()), refused
 
 
+def _limited(infos: Iterable[RecordingInfo], limit: int | None) -> Iterator[RecordingInfo]:
+    """``infos`` up to ``limit`` recordings that can be exported: still-active streams
+    pass through (to be reported as not ready) without counting."""
+    counted = 0
+    for info in infos:
+        if limit is not None and counted >= limit:
+            return
+        yield info
+        if not info.is_active:
+            counted += 1
+
+
+#: Job statuses on the way to completed: not ready yet, not failures.
+_JOB_WAITING = ("pending", "dispatched", "processing")
+
+
+def _job_skipped(key: str, job: SimulationJob) -> RecordingResult:
+    stats = {"not_ready": True} if job.status in _JOB_WAITING else {}
+    return RecordingResult(key, "skipped", _job_skip_reason(job), stats=stats)
+
+
 def _job_skip_reason(job: SimulationJob) -> str:
     if job.status == "failed":
         return f"job failed: {job.error_message or 'the API gives no error message'}"
@@ -1514,9 +1657,7 @@ def _select_jobs(
             if job.status == "completed":
                 job_ids.append(job.job_id)
             else:
-                skipped.append(
-                    RecordingResult(f"job:{job.job_id}", "skipped", _job_skip_reason(job))
-                )
+                skipped.append(_job_skipped(f"job:{job.job_id}", job))
     for job_id in job_ids:
         key = f"job:{job_id}"
         try:
@@ -1530,7 +1671,7 @@ def _select_jobs(
             skipped.append(RecordingResult(key, "failed", str(exc)))
             continue
         if detail.job.status != "completed":
-            skipped.append(RecordingResult(key, "skipped", _job_skip_reason(detail.job)))
+            skipped.append(_job_skipped(key, detail.job))
             continue
         manifest.recordings.pop(key, None)  # skipped before, completed since
         if not detail.streams:
@@ -1556,7 +1697,7 @@ def export(
     config: ExportConfig | None = None,
     /,
     *,
-    progress: ProgressSink | None = None,
+    progress: ProgressSink | Callable[[ProgressUpdate], Any] | None = None,
     **options: Any,
 ) -> ExportReport:
     """Export recordings into a dataset at ``config.output``.
@@ -1566,28 +1707,31 @@ def export(
     holds its writer lock (``_odyssey.lock``) from start to end, and before every commit
     checks that no other writer committed since (see :func:`_commit`).
 
+    The manifest is committed at checkpoints (``checkpoint_every`` recordings or
+    ``checkpoint_seconds``, whichever first), so a crash loses at most the work since
+    the last one. On ``KeyboardInterrupt`` (Ctrl-C; the CLI turns SIGTERM into one too)
+    every recording that had finished is committed before the interrupt goes on; work
+    in flight is abandoned, not awaited.
+
     Args:
         config: the options; or pass them as keywords (``export(output="out", ...)``).
-        progress: receives progress updates (the CLI's progress bar).
+        progress: a :class:`~odyssey_data.progress.ProgressSink` (the CLI's bar), or a
+            callable that gets a :class:`~odyssey_data.progress.ProgressUpdate` per
+            recording (``progress=print`` in a notebook).
         **options: :class:`ExportConfig` fields, when ``config`` is not given.
 
     Returns:
-        The report; ``report.ok`` is False when recordings failed or were skipped.
+        The report; ``report.exit_code()`` is what the CLI exits with.
 
     Raises:
-        ConfigError: invalid options.
+        ConfigError: invalid options, or (:class:`~odyssey_data.runs.OptionsMismatchError`)
+            options that differ from those of the recordings already in the dataset.
         ApiError: the listing failed (authentication, network).
         StorageError: the dataset cannot be written, another export holds its lock, or
             another writer committed while this one ran.
     """
-    if config is None:
-        for name in ("stream_ids", "job_ids"):
-            if name in options and options[name] is not None:
-                options[name] = tuple(options[name])
-        config = ExportConfig(**options)
-    elif options:
-        raise ConfigError("pass either an ExportConfig or keyword options, not both")
-    sink = progress or ProgressSink()
+    config = _as_config(config, options)
+    sink = make_sink(progress)
     started = time.perf_counter()
     store = DatasetStore(config.output, config.storage_options)
     workers = config.workers
@@ -1611,6 +1755,74 @@ def export(
         lock.release()
 
 
+def _as_config(config: ExportConfig | None, options: dict[str, Any]) -> ExportConfig:
+    if config is None:
+        for name in ("stream_ids", "job_ids"):
+            if name in options and options[name] is not None:
+                options[name] = tuple(options[name])
+        return ExportConfig(**options)
+    if options:
+        raise ConfigError("pass either an ExportConfig or keyword options, not both")
+    return config
+
+
+class _Checkpoints:
+    """When to commit: every ``every`` recordings or ``seconds``, whichever first, but
+    once commits get expensive (over :attr:`CHEAP_S`), never so often that they take
+    more than about ``1 / SPACING`` of the run.
+
+    A commit rewrites the whole manifest, whose size grows with the dataset; spacing
+    commits by their own cost keeps their total a bounded share of the run however many
+    recordings it has (see benchmarks/checkpoints.py), whatever ``every`` is.
+    """
+
+    SPACING = 20.0
+    #: Commits this quick are never held back (small datasets: ~10-50 ms).
+    CHEAP_S = 0.1
+
+    def __init__(self, every: int, seconds: float) -> None:
+        self.every = every
+        self.seconds = seconds
+        self.pending = 0
+        self.last = time.monotonic()
+        self.cost = 0.0
+
+    def due(self) -> bool:
+        since = time.monotonic() - self.last
+        wanted = self.pending >= self.every or (self.pending > 0 and since >= self.seconds)
+        return wanted and (self.cost <= self.CHEAP_S or since >= self.SPACING * self.cost)
+
+    def committed(self, cost_s: float) -> None:
+        self.pending = 0
+        self.last = time.monotonic()
+        self.cost = cost_s
+
+
+def _prepare(
+    config: ExportConfig, store: DatasetStore, lock: WriterLock | None
+) -> tuple[Manifest, dict[str, Any]]:
+    """The manifest this run starts from, and the options that shape its rows.
+
+    Raises:
+        OptionsMismatchError: the dataset holds recordings made with other options.
+    """
+    wanted = data_options(config)
+    if config.overwrite:
+        # Start fresh in two commits' worth of safety: first an empty manifest replaces
+        # the old one (readers see the old dataset or an empty one), then the old files,
+        # no longer listed, are removed as leftovers. Generations keep counting up.
+        current = store.manifest_generation()
+        manifest = Manifest(generation=current or 0)
+        if current is not None and lock is not None:
+            manifest.options = config.public_options()
+            _commit(store, manifest, lock)
+        return manifest, wanted
+    manifest = _load_manifest(store) or Manifest()
+    recorded = recorded_options(manifest.recordings, manifest.options)
+    check_options(config.output, recorded, wanted, mix=config.mix_options)
+    return manifest, wanted
+
+
 def _export_locked(
     config: ExportConfig,
     store: DatasetStore,
@@ -1620,18 +1832,10 @@ def _export_locked(
     started: float,
 ) -> ExportReport:
     """The export once this process holds the dataset's writer lock."""
-    if config.overwrite:
-        # Start fresh in two commits' worth of safety: first an empty manifest replaces
-        # the old one (readers see the old dataset or an empty one), then the old files,
-        # no longer listed, are removed as leftovers. Generations keep counting up.
-        current = store.manifest_generation()
-        manifest = Manifest(generation=current or 0)
-        if current is not None:
-            manifest.options = config.public_options()
-            _commit(store, manifest, lock)
-    else:
-        manifest = _load_manifest(store) or Manifest()
+    manifest, wanted = _prepare(config, store, lock)
     manifest.options = config.public_options()
+    run = start_run(wanted)
+    manifest.runs.append(run)
     if store.manifest_generation() is None:
         # A new dataset is committed (empty) before any other file is written: from
         # now on the folder is provably the export's, even if this run is killed.
@@ -1640,6 +1844,7 @@ def _export_locked(
     removed = _remove_leftovers(store, manifest)
     if removed:
         log.info("removed %d leftover files of an interrupted run", removed)
+    LIVE.reset()
 
     client = OdysseyClient(
         config.api_url,
@@ -1667,12 +1872,34 @@ def _export_locked(
         if config.executor == "local" and not config.frame_options().streams()
         else None
     )
+    exported_details = {"options": wanted, "exporter": __version__}
+    buffer = _ShardBuffer(store, manifest, config.shard_rows, exported_details)
+    checkpoints = _Checkpoints(config.checkpoint_every, config.checkpoint_seconds)
+    stretched: set[str] = set()
+
+    def checkpoint() -> None:
+        began = time.perf_counter()
+        with LIVE.phase("committing"):
+            if buffer.flush() is not None:
+                report.shards += 1
+            _update_run(run, report)
+            _commit(store, manifest, lock)
+        report.commits += 1
+        checkpoints.committed(time.perf_counter() - began)
+        log.info(
+            "checkpoint: %d recordings committed (%.2f s)",
+            len(manifest.recordings),
+            time.perf_counter() - began,
+        )
+
+    interrupted = finished = False
     try:
         todo, skipped, report.already = _select(client, config, manifest)
         sink.start(len(todo) + len(skipped))
         for result in skipped:
             _record(result, manifest, report)
             sink.advance(result)
+        options_text = options_json(wanted)
         tasks: Iterator[RecordingTask] = (
             RecordingTask(
                 info=info,
@@ -1688,40 +1915,148 @@ def _export_locked(
                 frame_options=config.frame_options(),
                 with_thumbnails=config.with_thumbnails,
                 spill_dir=spill.name if spill is not None else None,
+                options_json=options_text,
             )
             for info in todo
         )
         if prefetcher is not None:
             tasks = prefetcher.tasks(tasks)
-        buffer = _ShardBuffer(store, manifest, config.shard_rows)
         for result in executor.map_unordered(process_recording, tasks, _lost):
             _record(result, manifest, report)
-            if result.status == "exported" and buffer.add(result):
-                buffer.flush()
-                report.shards += 1
-                _commit(store, manifest, lock)
+            _warn_stretched(result, stretched)
+            checkpoints.pending += 1
+            if (result.status == "exported" and buffer.add(result)) or checkpoints.due():
+                checkpoint()
             else:
                 lock.refresh()
             sink.advance(result)
-        if buffer.flush() is not None:
-            report.shards += 1
+        finished = True
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM: commit what finished, abandon what is in flight.
+        interrupted = report.interrupted = True
+        raise
     finally:
-        executor.close()
+        executor.close(wait=not interrupted)
         if prefetcher is not None:
-            prefetcher.close()
-        if spill is not None:
-            spill.cleanup()
+            prefetcher.close(wait=not interrupted)
+        if spill is not None and not finished and not interrupted:
+            spill.cleanup()  # failed: nothing more is written
         client.close()
-        _close_clients()  # the pool of in-process work (workers=1), never left open
+        if not interrupted:
+            _close_clients()  # the pool of in-process work (workers=1), never left open
         report.retries += client.api_retries
-    report.elapsed_s = time.perf_counter() - started
+        report.elapsed_s = time.perf_counter() - started
+        if interrupted:
+            run["state"] = "interrupted"
+            run["finished_at"] = utc_now_iso()
+            try:
+                checkpoint()  # the spilled frames of finished recordings are still there
+            finally:
+                if spill is not None:
+                    spill.cleanup()
+            log.warning(
+                "interrupted: %d recordings committed to %s; run the export again to finish",
+                report.exported,
+                config.output,
+            )
     manifest.stats = {
         "last_run": {k: v for k, v in report.to_json().items() if k not in ("problems", "output")}
     }
     write_card(store, manifest)  # README.md: the dataset card Hugging Face datasets reads
-    _commit(store, manifest, lock)
+    run["state"] = "finished"
+    run["finished_at"] = utc_now_iso()
+    try:
+        checkpoint()
+    finally:
+        if spill is not None:
+            spill.cleanup()
     sink.finish(report)
     return report
+
+
+def _update_run(run: dict[str, Any], report: ExportReport) -> None:
+    run.update(
+        exported=report.exported,
+        failed=report.failed,
+        skipped=report.skipped,
+        already=report.already,
+        frames=report.frames,
+        video_bytes=report.video_bytes,
+    )
+
+
+def _warn_stretched(result: RecordingResult, seen: set[str]) -> None:
+    """Say once per run (and source size) that ``--resize WxH`` stretches frames."""
+    reason = result.stats.get("stretched")
+    # The message without the recording: one warning per source size.
+    if isinstance(reason, str) and reason not in seen:
+        seen.add(reason)
+        log.warning("%s (first seen in recording %r)", reason, result.stream_id)
+
+
+@dataclass
+class ExportPlan:
+    """What an export would do (``--dry-run``): nothing is written.
+
+    Attributes:
+        output: the dataset root.
+        todo: the recordings that would be exported, as (stream_id, job_id or None).
+        skipped: recordings that would be skipped or fail up front: (id, status, reason).
+        already: how many are already in the dataset.
+        refused: why the export would be refused (options differ), else ``None``.
+    """
+
+    output: str
+    todo: list[tuple[str, str | None]] = field(default_factory=list)
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)
+    already: int = 0
+    refused: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able form."""
+        return {
+            "output": self.output,
+            "todo": [{"stream_id": sid, "job_id": job} for sid, job in self.todo],
+            "skipped": [
+                {"stream_id": sid, "status": status, "reason": reason}
+                for sid, status, reason in self.skipped
+            ],
+            "already": self.already,
+            "refused": self.refused,
+        }
+
+
+def plan(config: ExportConfig | None = None, /, **options: Any) -> ExportPlan:
+    """What :func:`export` would do with these options, without writing anything.
+
+    Reads the dataset's manifest (if any) and lists the API; takes no lock.
+
+    Raises:
+        ConfigError: invalid options.
+        ApiError: the listing failed.
+        StorageError: the dataset cannot be read.
+    """
+    from odyssey_data.runs import OptionsMismatchError
+
+    config = _as_config(config, options)
+    store = DatasetStore(config.output, config.storage_options)
+    result = ExportPlan(output=config.output)
+    try:
+        manifest, _ = _prepare(config, store, None)
+    except OptionsMismatchError as exc:
+        result.refused = str(exc)
+        manifest = _load_manifest(store) or Manifest()
+    with OdysseyClient(
+        config.api_url,
+        config.api_key,
+        retry=config.retry,
+        max_download_bytes=config.max_download_bytes,
+        timeout_s=config.timeout_s,
+    ) as client:
+        todo, skipped, result.already = _select(client, config, manifest)
+    result.todo = [(info.stream_id, info.job_id) for info in todo]
+    result.skipped = [(r.stream_id, r.status, r.reason or "") for r in skipped]
+    return result
 
 
 def _record(result: RecordingResult, manifest: Manifest, report: ExportReport) -> None:
@@ -1738,6 +2073,7 @@ def _record(result: RecordingResult, manifest: Manifest, report: ExportReport) -
         report.failed += 1
     else:
         report.skipped += 1
+        report.not_ready += 1 if stats.get("not_ready") else 0
     report.problems.append((result.stream_id, result.status, result.reason or ""))
     manifest.recordings[result.stream_id] = RecordingStatus(
         status=result.status, reason=result.reason, details=_status_details(result)

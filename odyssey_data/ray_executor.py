@@ -199,8 +199,11 @@ class RayExecutor:
         for ref in list(refs):
             self._running.discard(ref)
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         """Forget the tasks not collected, and shut Ray down if this executor started it.
+
+        ``wait`` is accepted for the :class:`~odyssey_data.executors.Executor` protocol:
+        nothing here waits for running tasks either way.
 
         Those tasks run to the end of their recording and their results are dropped (see
         ``_abandon``). A Ray instance that was already initialised when the executor was

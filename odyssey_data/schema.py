@@ -62,6 +62,10 @@ RECORDINGS_SCHEMA = pa.schema(
         # --with-thumbnails: the stored thumbnail JPEG and preview MP4 (else null).
         pa.field("thumbnail_path", pa.string()),
         pa.field("preview_path", pa.string()),
+        # Which odyssey-data made the row, and the options that shaped the recording's
+        # rows (compact JSON of odyssey_data.runs.DATA_OPTIONS).
+        pa.field("exporter_version", pa.string()),
+        pa.field("export_options", pa.string()),
     ]
 )
 

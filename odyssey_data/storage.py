@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import fsspec
 import pyarrow as pa
@@ -58,8 +59,16 @@ if TYPE_CHECKING:
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractBufferedFile
 
-from odyssey_data.errors import ConfigError, MissingDependencyError, StorageError
+from odyssey_data.errors import (
+    ConfigError,
+    DatasetDamagedError,
+    MissingDependencyError,
+    StorageError,
+    StorageUnreachableError,
+    redact_url,
+)
 from odyssey_data.schema import TABLES
+from odyssey_data.storage_errors import bad_option_error, known_options, storage_error, translating
 
 __all__ = [
     "LOCK_NAME",
@@ -86,6 +95,8 @@ TMP_PREFIX = ".tmp-"
 SCRATCH_PREFIX = f"{TMP_PREFIX}odyssey-data-"
 ROW_GROUP_ROWS = 100_000
 IMAGE_ROW_GROUP_ROWS = 1_024
+#: The generation line of a manifest as :meth:`Manifest.dumps` writes it (one space in).
+_GENERATION = re.compile(rb'^ "generation": (\d+),$', re.MULTILINE)
 _SAFE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 #: The suffixes of a recording's media beside its video (``<name>.preview.mp4``).
 _MEDIA_SUFFIXES = (".preview", ".thumbnail")
@@ -350,15 +361,53 @@ class DatasetStore:
         except ValueError as exc:
             raise ConfigError(f"unknown storage target {url!r}: {exc}") from exc
         except TypeError as exc:
-            raise ConfigError(
-                f"invalid storage options for {url!r} ({exc}); check the --storage-option keys"
-            ) from exc
+            m = re.search(r"unexpected keyword argument '([^']+)'", str(exc))
+            if m is None:
+                raise ConfigError(
+                    f"invalid storage options for {url!r} ({exc}); check the --storage-option keys"
+                ) from exc
+            cls = fsspec.get_filesystem_class(protocol)
+            raise bad_option_error(url, m.group(1), known_options(cls)) from exc
         self.fs: fsspec.AbstractFileSystem = fs
         self.root: str = root.rstrip("/") if root not in ("/", "") else root
         self.is_local = isinstance(fs, LocalFileSystem)
         #: Whether worker processes see what this process writes (not so for ``memory://``,
         #: whose files live in the memory of one process).
         self.shared_between_processes = "memory" not in _protocols(fs)
+        self._check_endpoint()
+
+    def _check_endpoint(self, timeout_s: float = 3.0) -> None:
+        """Fail at once, in one line, when the ``endpoint_url`` given has nothing listening.
+
+        Backends retry a refused connection for seconds (s3fs and botocore both do, ~12 s
+        in all) before a many-line error; one TCP connect tells the same in milliseconds.
+        """
+        endpoint = self.storage_options.get("endpoint_url")
+        if not isinstance(endpoint, str) or "://" not in endpoint:
+            return
+        parts = urlsplit(endpoint)
+        if not parts.hostname:
+            return
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+        except OSError as exc:
+            raise StorageUnreachableError(
+                f"cannot reach the storage endpoint {redact_url(endpoint)} for {self.url} "
+                f"({exc.strerror or type(exc).__name__}); check --storage-option endpoint_url "
+                "and that the server is running"
+            ) from exc
+
+    def _error(self, exc: BaseException, action: str, rel: str) -> Exception:
+        """``exc`` of the backend as the package's one-line error (see storage_errors)."""
+        return storage_error(
+            exc,
+            action=action,
+            path=rel,
+            url=self.url,
+            storage_options=self.storage_options,
+            fs_class=type(self.fs),
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         # Filesystem objects do not always pickle; a store is rebuilt in each worker.
@@ -515,6 +564,7 @@ class DatasetStore:
             raise
         handle.close()
 
+    @translating("write")
     def write_bytes(self, rel: str, data: bytes) -> FileEntry:
         """Write ``data`` whole to ``rel`` (atomic replace), returning its entry.
 
@@ -530,9 +580,10 @@ class DatasetStore:
                 # One request: a reader sees the old object or the new one, never a part.
                 self.fs.pipe_file(self.path(rel), data)
         except OSError as exc:
-            raise StorageError(f"cannot write {rel} under {self.url}: {exc}") from exc
+            raise self._error(exc, "write", rel) from exc
         return FileEntry(rel, "blob", None, len(data), hashlib.sha256(data).hexdigest())
 
+    @translating("create")
     def create_exclusive(self, rel: str, data: bytes) -> bool:
         """Create ``rel`` with ``data`` only if it does not exist yet.
 
@@ -585,11 +636,12 @@ class DatasetStore:
                 return False
             return True
         except OSError as exc:
-            raise StorageError(f"cannot create {rel} under {self.url}: {exc}") from exc
+            raise self._error(exc, "create", rel) from exc
         finally:
             with contextlib.suppress(Exception):
                 self.fs.invalidate_cache(final)
 
+    @translating("create a temp folder in")
     def scratch_dir(self) -> str:
         """A folder on this machine for a worker's temp files.
 
@@ -629,6 +681,7 @@ class DatasetStore:
                         removed += 1
         return removed
 
+    @translating("write")
     def put_file(
         self,
         rel: str,
@@ -663,7 +716,7 @@ class DatasetStore:
                 os.replace(local, final)
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
-                    raise StorageError(f"cannot write {rel} under {self.url}: {exc}") from exc
+                    raise self._error(exc, "write", rel) from exc
             else:
                 _fsync_dir(parent)
                 return FileEntry(rel, kind, None, size, sha256)
@@ -676,6 +729,7 @@ class DatasetStore:
             )
         return entry
 
+    @translating("write")
     def put_stream(self, rel: str, source: IO[bytes], kind: str = "video") -> FileEntry:
         """Copy a local binary file to ``rel`` whole, hashing it on the way."""
         source.seek(0)
@@ -684,9 +738,10 @@ class DatasetStore:
                 writer = _HashingWriter(handle)
                 shutil.copyfileobj(source, writer, 1 << 20)
         except OSError as exc:
-            raise StorageError(f"cannot write {rel} under {self.url}: {exc}") from exc
+            raise self._error(exc, "write", rel) from exc
         return FileEntry(rel, kind, None, writer.size, writer.digest.hexdigest())
 
+    @translating("write")
     def write_table(
         self,
         rel: str,
@@ -752,10 +807,11 @@ class DatasetStore:
                     if parquet is not None:
                         parquet.close()
         except (OSError, pa.ArrowException) as exc:
-            raise StorageError(f"cannot write {rel} under {self.url}: {exc}") from exc
+            raise self._error(exc, "write", rel) from exc
         return FileEntry(rel, kind, rows, writer.size, writer.digest.hexdigest())
 
     # -- reading ---------------------------------------------------------------------
+    @translating("read")
     def read_bytes(self, rel: str) -> bytes | None:
         """The bytes at ``rel``, or ``None`` when there is no such file."""
         try:
@@ -763,7 +819,7 @@ class DatasetStore:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StorageError(f"cannot read {rel} under {self.url}: {exc}") from exc
+            raise self._error(exc, "read", rel) from exc
         return data
 
     def read_json(self, rel: str) -> Any:
@@ -782,6 +838,17 @@ class DatasetStore:
         Tolerant: a manifest that cannot be parsed counts as generation 0, so that
         ``--overwrite`` can replace it.
         """
+        # The generation sits in the manifest's first lines: read those alone, so the
+        # check before every commit does not grow with the dataset.
+        try:
+            head: bytes = self.fs.cat_file(self.path(MANIFEST_NAME), start=0, end=4096)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._error(exc, "read", MANIFEST_NAME) from exc
+        found = _GENERATION.search(head)
+        if found is not None:
+            return int(found.group(1))
         data = self.read_bytes(MANIFEST_NAME)
         if data is None:
             return None
@@ -791,6 +858,7 @@ class DatasetStore:
         except (ValueError, TypeError, AttributeError):
             return 0
 
+    @translating("read")
     def open(self, rel: str) -> IO[bytes]:
         """Open ``rel`` for reading (seekable; remote files are read with a block cache)."""
         try:
@@ -799,6 +867,7 @@ class DatasetStore:
             raise StorageError(f"{rel} is missing under {self.url}") from exc
         return handle
 
+    @translating("read")
     def file_info(self, rel: str) -> dict[str, Any] | None:
         """fsspec's info of ``rel`` (with ``size``), or ``None`` when absent."""
         self.fs.invalidate_cache(self.path(rel))
@@ -813,6 +882,7 @@ class DatasetStore:
         with self.open(rel) as handle:
             return hash_file(handle)
 
+    @translating("list")
     def list_files(self, folder: str) -> list[str]:
         """Relative paths of the files under ``folder`` (recursively; ``""``: all), sorted.
 
@@ -843,10 +913,12 @@ class DatasetStore:
             out.append(name.lstrip("/"))
         return sorted(out)
 
+    @translating("list")
     def list_root_files(self) -> list[str]:
         """Names of the files directly at the dataset root (not in its folders), sorted.
 
-        On a local disk symbolic links are not listed.
+        @translating("delete")
+            On a local disk symbolic links are not listed.
         """
         return sorted(name for name, is_file in self._root_listing() if is_file)
 
@@ -872,7 +944,7 @@ class DatasetStore:
             except FileNotFoundError:
                 pass
             except OSError as exc:
-                raise StorageError(f"cannot delete {rel} under {self.url}: {exc}") from exc
+                raise self._error(exc, "delete", rel) from exc
 
     def dataset(self, rels: list[str], schema: pa.Schema | None = None) -> pads.Dataset:
         """A pyarrow dataset over the Parquet files ``rels`` (for lazy scans)."""
@@ -889,6 +961,7 @@ class DatasetStore:
             paths, format="parquet", schema=schema, filesystem=PyFileSystem(FSSpecHandler(self.fs))
         )
 
+    @translating("read")
     def iter_table_batches(self, rel: str) -> Iterator[pa.RecordBatch]:
         """Stream the record batches of one Parquet file."""
         with self.open(rel) as handle:
@@ -1015,7 +1088,10 @@ class WriterLock:
         """The holder of ``doc`` in words."""
         if not doc:
             return "an unreadable lock"
-        idle = time.time() - float(doc.get("refreshed_epoch") or 0.0)
+        try:
+            idle = time.time() - float(doc.get("refreshed_epoch") or 0.0)
+        except (TypeError, ValueError):
+            return "a lock of unknown age"
         return (
             f"{doc.get('purpose', 'export')} by pid {doc.get('pid')} on host "
             f"{doc.get('host')!r}, started {doc.get('created_at')}, last active {idle:.0f} s ago"
@@ -1042,6 +1118,11 @@ class WriterLock:
                     continue  # released between our create and our read: try again
                 doc = found
             reason = "--break-lock was given" if force else self.stale_reason(doc)
+            if reason is None and not doc:
+                raise DatasetDamagedError(
+                    f"the writer lock {where} is damaged (not a lock odyssey-data wrote): if "
+                    "no other export is writing this dataset, run again with --break-lock"
+                )
             if reason is None:
                 timeout = (
                     f", or wait until it is idle for more than {self.timeout_s:.0f} s"

@@ -204,7 +204,7 @@ def test_cli_export_and_inspect_on_s3_with_storage_options(
     target = make_target("s3", request, tmp_path)
     args = ["--api-url", demo_server.base_url, "--api-key", demo_server.api_key]
     code = cli.main(["export", target.url, *args, "--workers", "1", "-q", *target.cli_options()])
-    assert code == cli.EXIT_PARTIAL  # the demo's active stream is skipped
+    assert code == cli.EXIT_OK  # the demo's active stream is not ready yet: not a failure
     capsys.readouterr()
     assert cli.main(["inspect", target.url, "--json", *target.cli_options()]) == 0
     summary = json.loads(capsys.readouterr().out)

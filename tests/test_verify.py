@@ -132,5 +132,5 @@ def test_verify_without_a_dataset_says_so(
     code = cli.main(["verify", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == cli.EXIT_FATAL
-    assert "is not valid JSON" in err
+    assert "is damaged (not valid JSON" in err
     assert len(err.strip().splitlines()) == 1
