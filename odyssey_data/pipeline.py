@@ -1950,7 +1950,14 @@ def _export_locked(
             run["state"] = "interrupted"
             run["finished_at"] = utc_now_iso()
             try:
-                checkpoint()  # the spilled frames of finished recordings are still there
+                # The spilled frames of finished recordings are still there.
+                if buffer.flush() is not None:
+                    report.shards += 1
+                try:
+                    write_card(store, manifest)
+                except OdysseyDataError as exc:  # the commit matters more than the card
+                    log.warning("the dataset card was not updated: %s", exc)
+                checkpoint()
             finally:
                 if spill is not None:
                     spill.cleanup()
@@ -1962,10 +1969,13 @@ def _export_locked(
     manifest.stats = {
         "last_run": {k: v for k, v in report.to_json().items() if k not in ("problems", "output")}
     }
-    write_card(store, manifest)  # README.md: the dataset card Hugging Face datasets reads
     run["state"] = "finished"
     run["finished_at"] = utc_now_iso()
     try:
+        if buffer.flush() is not None:
+            report.shards += 1
+        # README.md, the dataset card Hugging Face datasets reads: names every shard.
+        write_card(store, manifest)
         checkpoint()
     finally:
         if spill is not None:
