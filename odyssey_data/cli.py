@@ -369,8 +369,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _tsv(value: Any) -> str:
-    """A TSV cell: no tabs or line breaks (an id from the API is untrusted text)."""
-    return "" if value is None else re.sub(r"[\t\r\n\x00-\x1f\x7f]", " ", str(value))
+    """A TSV cell: tabs, line breaks and every other control character shown as escapes
+    (an id from the API is untrusted text; see :func:`~odyssey_data.errors.printable`)."""
+    return "" if value is None else printable(str(value))
 
 
 def _emit_rows(

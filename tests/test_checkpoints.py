@@ -144,8 +144,9 @@ def test_checkpoints_commit_every_n_recordings(
     # 1 skipped up front (the active stream), then 3 recordings, each committed before
     # the next one is reported; plus the final commit.
     assert report.commits == 4
-    assert generations[1:] == [1, 2, 3]
-    assert open_dataset(str(out)).manifest.generation == 4
+    first = generations[0]  # a new dataset is committed (empty) before any file is written
+    assert generations[1:] == [first + 1, first + 2, first + 3]
+    assert open_dataset(str(out)).manifest.generation == first + 4
 
 
 def test_keyboard_interrupt_in_the_python_api_commits_what_finished(

@@ -665,7 +665,7 @@ def test_ids_and_reasons_from_the_api_are_printed_neutralised(
         exported = capsys.readouterr()
         assert cli.main(["list", "--json", *common]) == cli.EXIT_OK
         as_json = capsys.readouterr().out
-    assert code == cli.EXIT_PARTIAL
+    assert code == cli.EXIT_OK  # active streams are not ready yet: not a failure
     for text in (listed, exported.out, exported.err, as_json):
         assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f\u202e]", text), repr(text)
     for shown in ("\\x1b[2J", "\\x1b]0;pwned\\x07", "over\\rwritten", "bidi\\u202egnp"):
