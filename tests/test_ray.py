@@ -96,8 +96,8 @@ class WrappedExecutor:
     ) -> Iterator[Any]:
         return self.inner.map_unordered(self.wrap(fn), items, on_lost)
 
-    def close(self) -> None:
-        self.inner.close()
+    def close(self, wait: bool = True) -> None:
+        self.inner.close(wait=wait)
 
 
 def killing_first_attempt(target: str, marker: Path, log: Path) -> Callable[[Any], Any]:
