@@ -10,6 +10,13 @@ whole export can run without an Odyssey account::
 """
 
 from odyssey_data.demo.server import DEMO_API_KEY, DemoServer
-from odyssey_data.demo.synth import DemoCatalog, DemoRecording, make_demo_catalog
+from odyssey_data.demo.synth import DemoCatalog, DemoDefects, DemoRecording, make_demo_catalog
 
-__all__ = ["DEMO_API_KEY", "DemoCatalog", "DemoRecording", "DemoServer", "make_demo_catalog"]
+__all__ = [
+    "DEMO_API_KEY",
+    "DemoCatalog",
+    "DemoDefects",
+    "DemoRecording",
+    "DemoServer",
+    "make_demo_catalog",
+]

@@ -50,6 +50,7 @@ __all__ = [
     "SIM_LOG_LAGS_MS",
     "TIME_BASE",
     "DemoCatalog",
+    "DemoDefects",
     "DemoRecording",
     "DemoSimulationJob",
     "make_demo_catalog",
@@ -175,6 +176,41 @@ def read_frame_mark(frame: npt.NDArray[np.uint8]) -> int:
 
 
 @dataclass(frozen=True)
+class DemoDefects:
+    """Timing and picture defects of known size, injected into one demo recording.
+
+    Opt-in per recording (``DemoRecording(defects=...)``), so quality-control tests can
+    assert exact values. Frame positions count the frames of the video as served.
+
+    Attributes:
+        dropped: ``(position, count)``: the ``count`` frames after the frame at
+            ``position`` are missing, so one interval lasts ``count + 1`` nominal ones.
+            Counted in the undamaged video's frames.
+        frozen: ``(position, count)``: the ``count`` frames after the frame at
+            ``position`` repeat its picture (moving box and progress bar stop too).
+        response_delay_ms: the picture follows each interaction this many ms after the
+            events log says it was issued (a late visual response).
+        video_seconds: the video stops here, while the events log (its end event) and
+            the API's ``duration_seconds`` still run to the recording's ``seconds``.
+    """
+
+    dropped: tuple[int, int] | None = None
+    frozen: tuple[int, int] | None = None
+    response_delay_ms: int = 0
+    video_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("dropped", "frozen"):
+            value = getattr(self, name)
+            if value is not None and (value[0] < 0 or value[1] < 1):
+                raise ValueError(f"{name} must be (position >= 0, count >= 1), not {value}")
+        if self.response_delay_ms < 0:
+            raise ValueError("response_delay_ms must not be negative")
+        if self.video_seconds is not None and not self.video_seconds > 0:
+            raise ValueError("video_seconds must be positive")
+
+
+@dataclass(frozen=True)
 class DemoRecording:
     """One synthetic recording.
 
@@ -208,6 +244,10 @@ class DemoRecording:
         script_index: the output's ``script_index`` in its job.
         frame_marks: paint each frame's index into the frame (see :func:`paint_frame_mark`)
             so a test can tell which source frame a converted or resized picture shows.
+        vfr: vary each frame interval (``uniform(0.7, 1.4)`` of the nominal one);
+            ``False`` gives a constant rate, every interval exactly ``90000 / fps`` ticks
+            rounded (tests that assert exact timing).
+        defects: injected defects of known size (see :class:`DemoDefects`).
     """
 
     stream_id: str
@@ -229,6 +269,8 @@ class DemoRecording:
     job_id: str | None = None
     script_index: int | None = None
     frame_marks: bool = False
+    vfr: bool = True
+    defects: DemoDefects | None = None
     _lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
     )
@@ -272,17 +314,24 @@ class DemoRecording:
     def frame_pts(self) -> npt.NDArray[np.int64]:
         """Presentation timestamps of every frame (1/90000 s), strictly increasing.
 
-        Cheap (no encoding): each interval is ``90000/fps × uniform(0.7, 1.4)``, seeded,
-        starting at :attr:`start_pts` and ending before :attr:`seconds`.
+        Cheap (no encoding): each interval is ``90000/fps × uniform(0.7, 1.4)``, seeded
+        (``90000/fps`` with ``vfr=False``), starting at :attr:`start_pts` and ending
+        before :attr:`seconds` (or the defects' ``video_seconds``), less the defects'
+        dropped frames.
         """
         rng = np.random.default_rng([self.seed, 1])
         nominal = 90000.0 / self.fps
-        end = self.seconds * 90000.0
+        defects = self.defects or DemoDefects()
+        end = (defects.video_seconds or self.seconds) * 90000.0
         # Enough intervals for the shortest average (0.7 × nominal), then cut.
         count = int(end / (0.7 * nominal)) + 2
-        steps = np.maximum(1, np.rint(nominal * rng.uniform(0.7, 1.4, size=count))).astype(np.int64)
+        factors = rng.uniform(0.7, 1.4, size=count) if self.vfr else np.ones(count)
+        steps = np.maximum(1, np.rint(nominal * factors)).astype(np.int64)
         rel = np.concatenate(([0], np.cumsum(steps)[:-1]))
         rel = rel[rel < end]
+        if defects.dropped is not None:
+            position, dropped = defects.dropped
+            rel = np.delete(rel, np.arange(position + 1, min(rel.shape[0], position + 1 + dropped)))
         return rel + np.int64(self.start_pts)
 
     @property
@@ -310,9 +359,18 @@ class DemoRecording:
         phase_y = rng.uniform(0, self.height)
         colours: dict[str, tuple[int, int, int]] = {}
         grain = _Grain(self.width, self.height, self.seed) if self.content == "noise" else None
+        defects = self.defects or DemoDefects()
+        delay_ms = defects.response_delay_ms
+        frozen_from, frozen_count = defects.frozen or (-1, 0)
+        held: npt.NDArray[np.uint8] | None = None
         for index, pts in enumerate(self.frame_pts()):
+            if held is not None and frozen_from < index <= frozen_from + frozen_count:
+                yield held.copy(), int(pts)
+                continue
             t = float(pts - self.start_pts) / 90000.0
-            prompt = self._prompt_at(t * 1000.0)
+            # A late response: the picture shows each interaction delay_ms after its time
+            # (the start prompt, at 0, is on screen from the first frame either way).
+            prompt = self._prompt_at(t * 1000.0 - delay_ms)
             colour = colours.setdefault(prompt, prompt_colour(prompt))
             frame = np.empty((self.height, self.width, 3), dtype=np.uint8)
             frame[:] = colour
@@ -329,6 +387,8 @@ class DemoRecording:
             frame[self.height - 3 :, :bar] = (20, 20, 20)
             if self.frame_marks:
                 paint_frame_mark(frame, index)
+            if index == frozen_from:
+                held = frame.copy()
             yield frame, int(pts)
 
     def video_bytes(self) -> bytes | None:
