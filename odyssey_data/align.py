@@ -178,6 +178,7 @@ def build_segments(
     timeline: PromptTimeline,
     video_end_s: float,
     prompt_lag_s: npt.ArrayLike | None = None,
+    response_latency_s: npt.ArrayLike | None = None,
 ) -> pa.Table:
     """One row per prompt: when it was in force and which frames it conditions.
 
@@ -194,6 +195,9 @@ def build_segments(
         video_end_s: the end of the video on the same clock.
         prompt_lag_s: per prompt, the logged minus the intended (script) time, NaN
             where there is nothing to compare; ``None`` gives an all-null column.
+        response_latency_s: per prompt, the visual response latency measured by
+            quality control (:mod:`odyssey_data.qc`), NaN where none; ``None`` gives an
+            all-null column.
 
     Returns:
         A table of exactly :data:`~odyssey_data.schema.SEGMENTS_SCHEMA`.
@@ -231,19 +235,21 @@ def build_segments(
             pa.array(first.astype(np.int32), mask=empty),
             pa.array((after_last - 1).astype(np.int32), mask=empty),
             pa.array(counts.astype(np.int32)),
-            _lags(prompt_lag_s, size),
+            _per_prompt(prompt_lag_s, size, "prompt lags"),
+            _per_prompt(response_latency_s, size, "response latencies"),
         ],
         schema=SEGMENTS_SCHEMA,
     )
 
 
-def _lags(prompt_lag_s: npt.ArrayLike | None, size: int) -> pa.Array:
-    if prompt_lag_s is None:
+def _per_prompt(values: npt.ArrayLike | None, size: int, what: str) -> pa.Array:
+    """One float64 per prompt, null where NaN (all null for ``None``)."""
+    if values is None:
         return pa.nulls(size, pa.float64())
-    lags = np.asarray(prompt_lag_s, dtype=np.float64)
-    if lags.shape != (size,):
-        raise ConfigError(f"{lags.shape[0] if lags.ndim else 0} prompt lags for {size} prompts")
-    return pa.array(lags, mask=~np.isfinite(lags))
+    array = np.asarray(values, dtype=np.float64)
+    if array.shape != (size,):
+        raise ConfigError(f"{array.shape[0] if array.ndim else 0} {what} for {size} prompts")
+    return pa.array(array, mask=~np.isfinite(array))
 
 
 def prompt_lags(script: PromptTimeline, logged: PromptTimeline) -> npt.NDArray[np.float64]:

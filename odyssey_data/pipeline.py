@@ -76,6 +76,7 @@ from odyssey_data.executors import default_workers, make_executor
 from odyssey_data.growing import GrowingReader, Growth, StartedOver, WatchedWriter
 from odyssey_data.images import FORMATS, image_encoder, target_size
 from odyssey_data.manifest import Manifest, RecordingStatus
+from odyssey_data.measure import QCOptions, check, measure
 from odyssey_data.models import (
     JOB_STATUSES,
     Recording,
@@ -95,6 +96,7 @@ from odyssey_data.schema import (
     EVENTS_SCHEMA,
     FRAMES_SCHEMA,
     IMAGE_FIELD,
+    QC_SCHEMA,
     RECORDINGS_SCHEMA,
     SEGMENTS_SCHEMA,
     TABLES,
@@ -266,6 +268,15 @@ class ExportConfig:
             run (a commit's cost grows with the dataset).
         mix_options: add recordings even when the dataset holds recordings made with
             other data-shaping options (see :mod:`odyssey_data.runs`); else refused.
+        qc: quality control, one row per recording in the ``qc`` table:
+            ``"reference"`` (default: timing and prompts from the frame times, no
+            pixel decoded), ``"response"`` (also each interaction's visual response
+            latency, decoding a short window after it), ``"decode"`` (also frozen
+            stretches, decoding every frame at low resolution) or ``"off"``. See
+            :mod:`odyssey_data.qc`.
+        qc_fail_on: gate rules such as ``"gaps>0"`` or ``"response_latency_max_s>1.5"``:
+            a recording that breaks one is recorded as failed with the rule and the
+            measured value, and is not exported (a re-run checks it again).
     """
 
     output: str
@@ -302,9 +313,12 @@ class ExportConfig:
     checkpoint_every: int = 100
     checkpoint_seconds: float = 30.0
     mix_options: bool = False
+    qc: str = "reference"
+    qc_fail_on: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.frame_options().validate()
+        self.qc_options()  # validates the mode and the rules
         if self.source not in SOURCES:
             raise ConfigError(f"source must be one of {', '.join(SOURCES)}, not {self.source!r}")
         if self.job_status is not None and self.job_status not in JOB_STATUSES:
@@ -357,6 +371,10 @@ class ExportConfig:
         """What each worker does with the frames (reference rows or encoded images)."""
         return FrameOptions(self.frames, self.resize, self.fps, self.image_quality)
 
+    def qc_options(self) -> QCOptions:
+        """The quality control each worker runs, and its gate."""
+        return QCOptions(self.qc, tuple(self.qc_fail_on))
+
     def local_threads(self) -> bool:
         """True when the local executor runs recordings in threads rather than processes.
 
@@ -388,6 +406,8 @@ class ExportConfig:
             "started_after": self.started_after.isoformat() if self.started_after else None,
             "started_before": self.started_before.isoformat() if self.started_before else None,
             "min_duration_s": self.min_duration_s,
+            "qc": self.qc,
+            "qc_fail_on": [str(rule) for rule in self.qc_options().rules],
         }
 
     def has_filters(self) -> bool:
@@ -431,6 +451,7 @@ class RecordingTask:
     timeout_s: float = 30.0
     frame_options: FrameOptions = field(default_factory=FrameOptions)
     with_thumbnails: bool = False
+    qc: QCOptions = field(default_factory=QCOptions)
     #: A folder on this machine where materialised frames go as Arrow IPC files instead
     #: of travelling back in memory (the local executor); ``None`` keeps them in memory.
     spill_dir: str | None = None
@@ -475,6 +496,7 @@ class RecordingResult:
         events: events table rows.
         segments: segments table rows.
         recording: the one-row recordings table.
+        qc: the one-row qc table (``None`` when quality control is off).
         video: the dataset file of the copied video.
         extra_files: other dataset files of the recording (thumbnail, preview).
         stats: attempts, URL refreshes, bad event lines, timings.
@@ -489,6 +511,7 @@ class RecordingResult:
     events: pa.Table | None = None
     segments: pa.Table | None = None
     recording: pa.Table | None = None
+    qc: pa.Table | None = None
     video: FileEntry | None = None
     extra_files: tuple[FileEntry, ...] = ()
     stats: dict[str, Any] = field(default_factory=dict)
@@ -1031,6 +1054,26 @@ def _build(
         lags = prompt_lags(timeline, logged) if events_file is not None else None
         events = _merge_events(script_events, events)
     prompt, prompt_index, prompt_time = align_frames(ts, timeline)
+    interval = float(np.median(np.diff(ts))) if n > 1 else 0.0
+    video_end = float(ts[-1]) + interval
+    api_duration = (
+        info.duration_seconds if info.duration_seconds is not None else recording.duration_seconds
+    )
+    # Before the video goes into the dataset: a recording the gate fails leaves nothing.
+    qc = measure(
+        task.qc,
+        stream_id=sid,
+        video_file=video_file,
+        timing=timing,
+        timestamps_s=ts,
+        timeline=timeline,
+        events=events,
+        video_duration_s=video_end,
+        api_duration_s=api_duration,
+        prompt_lags_s=lags,
+        what=what,
+    )
+    check(task.qc, qc, what, sid)
     if expected is not None and n > expected:
         warnings = (*warnings, f"{what}: the video holds {n} frames, the API announces {expected}")
 
@@ -1062,9 +1105,7 @@ def _build(
         frames, spilled = _materialise(
             frames, timing, video_file, options, what, task.spill_dir, encoded
         )
-    interval = float(np.median(np.diff(ts))) if n > 1 else 0.0
-    video_end = float(ts[-1]) + interval
-    segments = build_segments(sid, ts, timeline, video_end, lags)
+    segments = build_segments(sid, ts, timeline, video_end, lags, qc.latencies)
 
     video = task.store.put_file(video_rel, video_file, kind="video", sha256=video_sha256)
     extra_files: list[FileEntry] = []
@@ -1090,9 +1131,7 @@ def _build(
         "height": info.height if info.height is not None else timing.height,
         "started_at": info.started_at,
         "ended_at": info.ended_at,
-        "duration_seconds": info.duration_seconds
-        if info.duration_seconds is not None
-        else recording.duration_seconds,
+        "duration_seconds": api_duration,
         "frame_count": n,
         "video_path": video_rel,
         "video_bytes": video.bytes,
@@ -1122,12 +1161,14 @@ def _build(
         events=events,
         segments=segments,
         recording=recording_table,
+        qc=qc.table(),
         video=video,
         extra_files=tuple(extra_files),
         stats={
             "bad_event_lines": bad_lines,
             "probe": timing.method,
             **({"stretched": stretched} if stretched is not None else {}),
+            "qc_decoded_frames": qc.decoded_frames,
         },
         warnings=warnings,
     )
@@ -1417,6 +1458,7 @@ class _ShardBuffer:
             parts["segments"].append(
                 r.segments if r.segments is not None else SEGMENTS_SCHEMA.empty_table()
             )
+            parts["qc"].append(r.qc if r.qc is not None else QC_SCHEMA.empty_table())
         entries = []
         for table in TABLES:
             rel = f"{table}/part-{shard:06d}.parquet"
@@ -1757,7 +1799,7 @@ def export(
 
 def _as_config(config: ExportConfig | None, options: dict[str, Any]) -> ExportConfig:
     if config is None:
-        for name in ("stream_ids", "job_ids"):
+        for name in ("stream_ids", "job_ids", "qc_fail_on"):
             if name in options and options[name] is not None:
                 options[name] = tuple(options[name])
         return ExportConfig(**options)
@@ -1914,6 +1956,7 @@ def _export_locked(
                 timeout_s=config.timeout_s,
                 frame_options=config.frame_options(),
                 with_thumbnails=config.with_thumbnails,
+                qc=config.qc_options(),
                 spill_dir=spill.name if spill is not None else None,
                 options_json=options_text,
             )

@@ -11,8 +11,8 @@ import pyarrow as pa
 FORMAT = "odyssey-data"
 FORMAT_VERSION = 1
 
-#: The four tables, in the order they are written and listed in the manifest.
-TABLES = ("frames", "recordings", "events", "segments")
+#: The tables, in the order they are written and listed in the manifest.
+TABLES = ("frames", "recordings", "events", "segments", "qc")
 
 FRAMES_SCHEMA = pa.schema(
     [
@@ -95,6 +95,35 @@ SEGMENTS_SCHEMA = pa.schema(
         # Logged prompt time minus the script's, matched by prompt order (simulations
         # with both a script and an events log; else null).
         pa.field("prompt_lag_s", pa.float64()),
+        # Seconds from an interaction to the first frame whose picture changed against
+        # the frame before it (see odyssey_data.qc); null for the start prompt, when QC
+        # is off, or when no change came within the window.
+        pa.field("response_latency_s", pa.float64()),
+    ]
+)
+
+#: Quality control, one row per exported recording (see :mod:`odyssey_data.qc`).
+QC_SCHEMA = pa.schema(
+    [
+        pa.field("stream_id", pa.string(), nullable=False),
+        pa.field("qc_mode", pa.string(), nullable=False),
+        pa.field("frames", pa.int64(), nullable=False),
+        pa.field("span_s", pa.float64(), nullable=False),
+        pa.field("interval_p50_s", pa.float64()),
+        pa.field("interval_p99_s", pa.float64()),
+        pa.field("interval_max_s", pa.float64()),
+        pa.field("gaps", pa.int64(), nullable=False),
+        pa.field("frames_before_first_prompt", pa.int64(), nullable=False),
+        pa.field("api_duration_delta_s", pa.float64()),
+        pa.field("events_span_delta_s", pa.float64()),
+        pa.field("prompts", pa.int64(), nullable=False),
+        pa.field("prompts_per_minute", pa.float64()),
+        pa.field("prompt_lag_max_s", pa.float64()),
+        pa.field("response_latency_p50_s", pa.float64()),
+        pa.field("response_latency_max_s", pa.float64()),
+        pa.field("unresponsive_prompts", pa.int64()),
+        pa.field("frozen_frames", pa.int64()),
+        pa.field("longest_frozen_s", pa.float64()),
     ]
 )
 
@@ -103,6 +132,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "recordings": RECORDINGS_SCHEMA,
     "events": EVENTS_SCHEMA,
     "segments": SEGMENTS_SCHEMA,
+    "qc": QC_SCHEMA,
 }
 
 

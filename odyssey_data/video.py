@@ -50,6 +50,7 @@ __all__ = [
     "probe_frames",
     "read_frames",
     "resample_video",
+    "scan_windows",
 ]
 
 log = logging.getLogger(__name__)
@@ -857,6 +858,61 @@ def decode_frames(
                 yield int(frame.pts), _rgb(reformatter, frame, size)
     except av.error.FFmpegError as exc:
         raise DecodeError(f"{what}: decoding failed ({_reason(exc)})") from exc
+
+
+def scan_windows(
+    source: VideoSource,
+    windows: Sequence[tuple[int, int]],
+    visit: Callable[[int, int, npt.NDArray[np.uint8]], bool],
+    *,
+    size: tuple[int, int],
+    what: str = "video",
+) -> int:
+    """Decode short stretches of a video at low resolution, stopping each when told.
+
+    For each window ``(first_pts, last_pts)``, seeks to the key frame at or before
+    ``first_pts`` and decodes forward; every frame with ``first_pts <= pts <=
+    last_pts`` is converted to RGB at ``size`` and handed to ``visit(window, pts,
+    rgb)`` in presentation order, until ``visit`` returns True (the window is decided)
+    or the window ends. Frames before ``first_pts`` are decoded (they are references)
+    but not converted. Quality control uses it to look for a visual response after each
+    prompt without decoding the whole recording.
+
+    Args:
+        source: a path or a seekable binary file object.
+        windows: pts ranges in the stream's time base, each ``first <= last``.
+        visit: called per frame of a window; True stops that window.
+        size: ``(width, height)`` of the pictures handed to ``visit``.
+        what: names the recording in error messages.
+
+    Returns:
+        How many frames were decoded in all (the cost).
+
+    Raises:
+        DecodeError: the video cannot be read.
+    """
+    decoded = 0
+    if not windows:
+        return 0
+    try:
+        with _open(source, what) as container:
+            stream = _video_stream(container, what)
+            # One decoder per core when recordings run in parallel (design.md).
+            stream.codec_context.thread_count = 1
+            reformatter = VideoReformatter()
+            for number, (first, last) in enumerate(windows):
+                container.seek(first, stream=stream, backward=True, any_frame=False)
+                for frame in container.decode(stream):
+                    decoded += 1
+                    if frame.pts is None or frame.pts < first:
+                        continue
+                    if frame.pts > last:
+                        break
+                    if visit(number, int(frame.pts), _rgb(reformatter, frame, size)):
+                        break
+    except av.error.FFmpegError as exc:
+        raise DecodeError(f"{what}: decoding failed ({_reason(exc)})") from exc
+    return decoded
 
 
 def _h264_stream(

@@ -50,8 +50,10 @@ def segments(ts: npt.NDArray[np.float64], tl: PromptTimeline, end: float) -> lis
     table = build_segments("s1", ts, tl, end)
     assert table.schema.equals(SEGMENTS_SCHEMA)
     rows: list[dict[str, Any]] = table.to_pylist()
-    # prompt_lag_s (issue 9) is null without a script to compare with.
+    # prompt_lag_s (issue 9) is null without a script to compare with, and
+    # response_latency_s (issue 17) without quality control's measure.
     assert all(row.pop("prompt_lag_s") is None for row in rows)
+    assert all(row.pop("response_latency_s") is None for row in rows)
     return rows
 
 
