@@ -216,6 +216,8 @@ def _config(args: argparse.Namespace, output: str, **extra: Any) -> ExportConfig
         checkpoint_every=args.checkpoint_every,
         checkpoint_seconds=args.checkpoint_seconds,
         mix_options=args.mix_options,
+        qc=args.qc,
+        qc_fail_on=tuple(args.qc_fail_on or ()),
     )
 
 
@@ -480,10 +482,37 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     table.add_row("export runs", str(summary["runs"]))
     table.add_row("generation", str(summary["generation"]))
     out.print(table)
+    _print_qc(summary["qc"])
     for sid, status in sorted(manifest.recordings.items()):
         if status.status != "exported":
             out.print(f"[yellow]{status.status}[/] {_shown(sid)}: {_shown(str(status.reason))}")
     return EXIT_OK
+
+
+def _print_qc(summary: dict[str, Any]) -> None:
+    """The QC part of ``inspect``: each measure's median and range over the recordings."""
+    if not summary["recordings"]:
+        out.print("quality control: no qc rows (exported with --qc off, or before QC existed)")
+        return
+    table = Table(
+        title=f"quality control of {summary['recordings']} recordings", title_justify="left"
+    )
+    table.add_column("qc column", style="bold")
+    for heading in ("median", "min", "max"):
+        table.add_column(heading, justify="right")
+    for name, values in summary["columns"].items():
+        table.add_row(name, *(_number(values[k]) for k in ("median", "min", "max")))
+    out.print(table)
+    flagged = ", ".join(f"{name} {count}" for name, count in summary["flagged"].items())
+    out.print(f"recordings with gaps, frozen frames, unresponsive prompts: {flagged}")
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -793,6 +822,23 @@ def _export_options(parser: argparse.ArgumentParser) -> None:
         choices=("auto", "demux", "decode"),
         default="auto",
         help="how frame timing is read (default auto: demux, checked against a decode)",
+    )
+    parser.add_argument(
+        "--qc",
+        choices=("off", "reference", "response", "decode"),
+        default="reference",
+        help="quality control into the qc table: reference (default: frame timing and "
+        "prompts, no pixel decoded), response (also each interaction's visual response "
+        "latency, decoding a short window after it), decode (also frozen stretches, "
+        "decoding every frame at low resolution) or off",
+    )
+    parser.add_argument(
+        "--qc-fail-on",
+        action="append",
+        metavar="EXPR",
+        help="fail a recording whose qc value breaks this rule, e.g. 'gaps>0' or "
+        "'response_latency_max_s>1.5' (repeatable; it is not exported, a re-run checks "
+        "it again)",
     )
     parser.add_argument(
         "--max-download-bytes",

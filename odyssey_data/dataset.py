@@ -35,6 +35,28 @@ __all__ = ["Clip", "Dataset", "open_dataset"]
 
 FrameRequest = pl.DataFrame | Sequence[tuple[str, int]]
 
+#: The qc columns :meth:`Dataset.qc_summary` reports, and those it counts recordings of.
+_QC_SUMMARY = (
+    "interval_p50_s",
+    "interval_max_s",
+    "api_duration_delta_s",
+    "events_span_delta_s",
+    "frames_before_first_prompt",
+    "prompts_per_minute",
+    "prompt_lag_max_s",
+    "response_latency_p50_s",
+    "response_latency_max_s",
+    "longest_frozen_s",
+)
+_QC_FLAGS = ("gaps", "frozen_frames", "unresponsive_prompts")
+
+
+def _plain(value: Any) -> float | int | None:
+    """A polars scalar as a JSON-able number (``None`` for null)."""
+    if value is None:
+        return None
+    return value if isinstance(value, int) else float(value)
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Clip:
@@ -81,7 +103,8 @@ class Dataset:
 
     # -- tables ----------------------------------------------------------------------
     def table(self, name: str) -> pl.LazyFrame:
-        """The lazy table ``name`` (``frames``, ``recordings``, ``events``, ``segments``)."""
+        """The lazy table ``name`` (``frames``, ``recordings``, ``events``, ``segments``,
+        ``qc``)."""
         if name not in TABLES:
             raise ConfigError(f"unknown table {name!r}; choose one of {', '.join(TABLES)}")
         rels = self.manifest.table_files(name)
@@ -111,6 +134,29 @@ class Dataset:
         """One row per prompt segment."""
         return self.table("segments")
 
+    @property
+    def qc(self) -> pl.LazyFrame:
+        """Quality control, one row per exported recording (see :mod:`odyssey_data.qc`).
+
+        Empty for recordings exported with ``qc="off"`` or before the table existed.
+        """
+        return self.table("qc")
+
+    def qc_summary(self) -> dict[str, Any]:
+        """The qc table over all recordings: each measure's median, min and max, and
+        how many recordings have gaps, frozen frames or unresponsive prompts."""
+        qc = self.qc.select(*_QC_SUMMARY, *_QC_FLAGS).collect()
+        columns = {
+            name: {
+                "median": _plain(qc[name].median()),
+                "min": _plain(qc[name].min()),
+                "max": _plain(qc[name].max()),
+            }
+            for name in _QC_SUMMARY
+        }
+        flagged = {name: int((qc[name].fill_null(0) > 0).sum()) for name in _QC_FLAGS}
+        return {"recordings": qc.height, "columns": columns, "flagged": flagged}
+
     def summary(self) -> dict[str, Any]:
         """Counts for humans: recordings by status, frames, prompts, duration, bytes."""
         rec = self.recordings.select(
@@ -134,6 +180,7 @@ class Dataset:
             "video_bytes": int(row["video_bytes"] or 0),
             "files": len(self.manifest.files),
             "dataset_bytes": sum(e.bytes for e in self.manifest.files.values()),
+            "qc": self.qc_summary(),
         }
 
     # -- frames by reference --------------------------------------------------------

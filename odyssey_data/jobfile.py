@@ -30,12 +30,13 @@ from odyssey_data.errors import ConfigError
 from odyssey_data.images import FORMATS, parse_resize
 from odyssey_data.models import parse_datetime
 from odyssey_data.pipeline import ExportConfig
+from odyssey_data.qc import QC_MODES, parse_rule
 
 __all__ = ["DemoSource", "Job", "apply_override", "load_job", "parse_job"]
 
 #: Every section and its keys (``source.demo`` is a table inside ``[source]``).
 SCHEMA: dict[str, tuple[str, ...]] = {
-    "": ("description", "source", "target", "frames", "executor"),
+    "": ("description", "source", "target", "frames", "executor", "qc"),
     "source": (
         "api_url",
         "api_key_env",
@@ -59,6 +60,7 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     ),
     "frames": ("mode", "resize", "fps", "quality"),
     "executor": ("name", "workers", "ray_address"),
+    "qc": ("mode", "fail_on"),
 }
 
 #: Keys under which fsspec backends take credentials: a pipeline file names an
@@ -266,7 +268,7 @@ def parse_job(
     where = f"{path} ({origin})" if origin else path
     top = _Reader(where, "", data)
     description = top.get("description", str)
-    for section in ("source", "target", "frames", "executor"):
+    for section in ("source", "target", "frames", "executor", "qc"):
         if section in data and not isinstance(data[section], dict):
             raise ConfigError(f"{where}: {section} must be a table [{section}]")
 
@@ -281,6 +283,7 @@ def parse_job(
     target = _Reader(where, "target", data.get("target", {}))
     frames = _Reader(where, "frames", data.get("frames", {}))
     executor = _Reader(where, "executor", data.get("executor", {}))
+    qc = _Reader(where, "qc", data.get("qc", {}))
 
     # -- [source]
     api_key_env = None
@@ -366,6 +369,19 @@ def parse_job(
     if not 1 <= quality <= 100:
         raise frames.fail("quality", f"must be within 1..100, not {quality}")
 
+    # -- [qc]
+    qc_mode = qc.get("mode", str, "reference")
+    if qc_mode not in QC_MODES:
+        raise qc.fail("mode", f"must be one of {', '.join(QC_MODES)}, not {qc_mode!r}")
+    fail_on = qc.get("fail_on", list, [])
+    if not all(isinstance(rule, str) and rule for rule in fail_on):
+        raise qc.fail("fail_on", f'must be a list of rules such as ["gaps>0"], not {fail_on!r}')
+    for rule in fail_on:
+        try:
+            parse_rule(rule)
+        except ConfigError as exc:
+            raise qc.fail("fail_on", str(exc)) from exc
+
     # -- [executor]
     name = executor.get("name", str, "local")
     if name not in ("local", "ray"):
@@ -396,6 +412,8 @@ def parse_job(
             resize=resize,
             fps=fps,
             image_quality=quality,
+            qc=qc_mode,
+            qc_fail_on=tuple(fail_on),
         )
     except ConfigError as exc:
         if str(exc).startswith(where):
