@@ -1,4 +1,4 @@
-"""Every benchmark of issue 7, each figure beside its anchor run in the same process.
+"""Every benchmark (issues 7 and 17), each figure beside its anchor run in the same process.
 
 Run: ``python benchmarks/run.py`` (all) or ``python benchmarks/run.py --only 3``.
 Each target's script also runs alone (see its docstring). Demo videos are cached under
@@ -15,6 +15,8 @@ later runs start at once.
 4. peak RSS, 10-minute vs 1-minute recording (memory.py)   <= 1.5 and < 500 MB
 5. frames/s 200 vs 10 recordings; re-run vs first run (scaling.py)   0.8..1.2; < 0.05
 6. row groups read for one stream_id (reading.py); load_frames vs decode (load_frames.py)
+7. quality control (issue 17, qc.py): reference-mode QC vs an export without QC  < 1.1;
+   response- and decode-mode QC cost per minute of video
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ BENCHMARKS: dict[int, list[list[str]]] = {
     4: [["memory.py"]],
     5: [["scaling.py"]],
     6: [["reading.py"], ["load_frames.py"]],
+    7: [["qc.py"]],
 }
 
 

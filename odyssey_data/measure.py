@@ -21,9 +21,11 @@ import pyarrow as pa
 
 from odyssey_data.align import PromptTimeline
 from odyssey_data.errors import ConfigError, RecordingError
+from odyssey_data.images import target_size
 from odyssey_data.qc import (
     COLUMN_MODES,
     FROZEN_SHARE,
+    PICTURE_WIDTH,
     QC_MODES,
     QCRule,
     broken_rules,
@@ -33,7 +35,6 @@ from odyssey_data.qc import (
     last_event_time,
     measures,
     parse_rule,
-    picture_size,
     response_latency,
     response_windows,
     summarise_latencies,
@@ -69,10 +70,10 @@ class QCOptions:
         for rule in rules:
             if not measures(self.mode, rule.column):
                 needed = COLUMN_MODES[rule.column]
-                also = " (or decode)" if needed == "response" else ""
+                modes = "'response' or 'decode'" if needed == "response" else "'decode'"
                 raise ConfigError(
-                    f"QC rule '{rule}': {rule.column} is not measured with qc='{self.mode}': "
-                    f"use --qc {needed}{also}"
+                    f"QC rule '{rule}': {rule.column} is not measured with qc='{self.mode}'; "
+                    f"it needs qc={modes} (--qc {needed}, or [qc] mode in a pipeline file)"
                 )
         object.__setattr__(self, "rules", rules)
 
@@ -141,6 +142,14 @@ def measure(
         decoded += more
         row.update(frozen_stretches(frozen, timestamps_s, video_duration_s))
     return QCResult(row=row, latencies=latencies, decoded_frames=decoded)
+
+
+def picture_size(width: int, height: int) -> tuple[int, int]:
+    """The size QC compares pictures at: :data:`~odyssey_data.qc.PICTURE_WIDTH` wide,
+    aspect kept (a narrower video keeps its size)."""
+    if width <= PICTURE_WIDTH:
+        return width, height
+    return target_size((PICTURE_WIDTH, None), width, height)
 
 
 def _latencies(

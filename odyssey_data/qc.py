@@ -70,7 +70,6 @@ __all__ = [
     "changed_share",
     "frozen_stretches",
     "parse_rule",
-    "picture_size",
     "response_latency",
     "response_windows",
     "summarise_latencies",
@@ -197,14 +196,6 @@ def last_event_time(events: pa.Table) -> float | None:
         return None
     latest = pc.max(events["time_s"]).as_py()
     return None if latest is None else float(latest)
-
-
-def picture_size(width: int, height: int, target_width: int = PICTURE_WIDTH) -> tuple[int, int]:
-    """``(width, height)`` of the low-resolution pictures QC compares (aspect kept, even)."""
-    if width <= target_width:
-        return width, height
-    scaled = max(2, 2 * round(height * target_width / width / 2))
-    return target_width, scaled
 
 
 def changed_share(

@@ -69,7 +69,14 @@ def _finished(catalog: DemoCatalog) -> list[str]:
 
 def test_public_api() -> None:
     assert sorted(demo.__all__) == sorted(
-        ["DEMO_API_KEY", "DemoCatalog", "DemoRecording", "DemoServer", "make_demo_catalog"]
+        [
+            "DEMO_API_KEY",
+            "DemoCatalog",
+            "DemoDefects",
+            "DemoRecording",
+            "DemoServer",
+            "make_demo_catalog",
+        ]
     )
     assert DEMO_API_KEY.startswith("ody_")
 

@@ -28,7 +28,7 @@ from odyssey_data.demo import DemoCatalog, DemoDefects, DemoRecording, DemoServe
 from odyssey_data.demo.synth import DEMO_EPOCH, make_demo_recording
 from odyssey_data.errors import ConfigError
 from odyssey_data.jobfile import parse_job
-from odyssey_data.measure import QCOptions
+from odyssey_data.measure import QCOptions, picture_size
 from odyssey_data.pipeline import ExportReport, export
 from odyssey_data.qc import (
     GAP_FACTOR,
@@ -38,7 +38,6 @@ from odyssey_data.qc import (
     changed_share,
     frozen_stretches,
     parse_rule,
-    picture_size,
     response_latency,
     response_windows,
     summarise_latencies,
@@ -211,7 +210,7 @@ class TestRules:
     def test_options_check_what_the_mode_measures(self) -> None:
         with pytest.raises(ConfigError, match="frozen_frames is not measured with qc='response'"):
             QCOptions("response", ("frozen_frames>0",))
-        with pytest.raises(ConfigError, match=r"use --qc response \(or decode\)"):
+        with pytest.raises(ConfigError, match=r"needs qc='response' or 'decode' \(--qc response"):
             QCOptions("reference", ("unresponsive_prompts>0",))
         assert QCOptions("decode", ("response_latency_max_s>1",)).rules
         with pytest.raises(ConfigError, match="need quality control"):
