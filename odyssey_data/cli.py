@@ -503,8 +503,16 @@ def _print_qc(summary: dict[str, Any]) -> None:
     for name, values in summary["columns"].items():
         table.add_row(name, *(_number(values[k]) for k in ("median", "min", "max")))
     out.print(table)
-    flagged = ", ".join(f"{name} {count}" for name, count in summary["flagged"].items())
-    out.print(f"recordings with gaps, frozen frames, unresponsive prompts: {flagged}")
+    counts = summary["flagged"]
+    shown = [
+        f"{label}: {'not measured' if counts[name] is None else counts[name]}"
+        for name, label in (
+            ("gaps", "with gaps"),
+            ("frozen_frames", "with frozen frames"),
+            ("unresponsive_prompts", "with unresponsive prompts"),
+        )
+    ]
+    out.print("recordings " + ", ".join(shown))
 
 
 def _number(value: Any) -> str:

@@ -144,7 +144,8 @@ class Dataset:
 
     def qc_summary(self) -> dict[str, Any]:
         """The qc table over all recordings: each measure's median, min and max, and
-        how many recordings have gaps, frozen frames or unresponsive prompts."""
+        how many recordings have gaps, frozen frames or unresponsive prompts (``None``
+        where no recording's QC mode measures it)."""
         qc = self.qc.select(*_QC_SUMMARY, *_QC_FLAGS).collect()
         columns = {
             name: {
@@ -154,7 +155,12 @@ class Dataset:
             }
             for name in _QC_SUMMARY
         }
-        flagged = {name: int((qc[name].fill_null(0) > 0).sum()) for name in _QC_FLAGS}
+        # None: not measured by the QC mode of any recording (e.g. frozen frames below
+        # qc="decode"), which is not the same as none found.
+        flagged = {
+            name: None if qc[name].null_count() == qc.height else int((qc[name] > 0).sum())
+            for name in _QC_FLAGS
+        }
         return {"recordings": qc.height, "columns": columns, "flagged": flagged}
 
     def summary(self) -> dict[str, Any]:

@@ -426,6 +426,7 @@ def test_qc_off_writes_no_rows_and_no_latency(defect_server: DemoServer, tmp_pat
     assert report.exported == 5
     ds = open_dataset(str(tmp_path / "off"))
     assert ds.qc.collect().height == 0
+    assert ds.qc_summary()["recordings"] == 0
     assert ds.segments.collect()["response_latency_s"].null_count() == ds.segments.collect().height
     assert ds.verify() == []
 
@@ -477,7 +478,8 @@ def test_qc_is_a_table_of_the_dataset(demo_export: DemoExport) -> None:
     assert lazy.collect_schema().names() == QC_SCHEMA.names
     summary = ds.summary()["qc"]
     assert summary["recordings"] == demo_export.report.exported
-    assert summary["flagged"] == {"gaps": 0, "frozen_frames": 0, "unresponsive_prompts": 0}
+    # Reference QC does not measure frozen frames or responses: "not measured", not 0.
+    assert summary["flagged"] == {"gaps": 0, "frozen_frames": None, "unresponsive_prompts": None}
     assert summary["columns"]["response_latency_max_s"]["max"] is None
 
 
@@ -511,6 +513,7 @@ def test_cli_export_with_gate_then_inspect(
     assert main(["inspect", str(out)]) == 0
     text = capsys.readouterr().out
     assert "quality control of 3 recordings" in text
+    assert "recordings with gaps: 0, with frozen frames: 0, with unresponsive prompts: 0" in text
     assert "response_latency_max_s" in text
     assert main(["inspect", str(out), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -544,3 +547,34 @@ def test_qc_rows_are_typed_by_the_schema(decoded_export: tuple[Path, ExportRepor
             .remove_metadata()
             .equals(pa.schema(QC_SCHEMA).remove_metadata())
         )
+
+
+def test_scan_windows_decodes_each_window_until_told_to_stop(
+    defect_catalog: dict[str, DemoRecording], tmp_path: Path
+) -> None:
+    from odyssey_data.video import scan_windows
+
+    rec = defect_catalog["clean"]
+    path = tmp_path / "v.mp4"
+    path.write_bytes(rec.video_bytes() or b"")
+    pts = rec.frame_pts()
+    seen: list[tuple[int, int, tuple[int, ...]]] = []
+
+    def visit(window: int, frame_pts: int, picture: np.ndarray) -> bool:
+        seen.append((window, frame_pts, picture.shape))
+        return window == 0 and frame_pts == int(pts[47])  # window 0 stops at frame 47
+
+    windows = [(int(pts[45]), int(pts[60])), (int(pts[70]), int(pts[72]))]
+    decoded = scan_windows(str(path), windows, visit, size=(64, 36), what="v")
+    assert [(w, p) for w, p, _ in seen] == [
+        (0, int(pts[45])),
+        (0, int(pts[46])),
+        (0, int(pts[47])),
+        (1, int(pts[70])),
+        (1, int(pts[71])),
+        (1, int(pts[72])),
+    ]
+    assert {shape for _, _, shape in seen} == {(36, 64, 3)}
+    # From the key frame before each window (one a second: frames 30 and 60) to its
+    # stop, plus what the decoder holds back for B-frames: far from the 105 frames.
+    assert 6 <= decoded < 60
