@@ -124,11 +124,12 @@ SORT_KEYS = {
     "recordings": ["stream_id"],
     "events": ["stream_id", "event_index"],
     "segments": ["stream_id", "prompt_index"],
+    "qc": ["stream_id"],
 }
 
 
 def dataset_tables(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The four tables of the dataset at ``url`` as polars frames, sorted, minus
+    """The tables of the dataset at ``url`` as polars frames, sorted, minus
     ``exported_at`` (the only column that differs between two exports of the same data)."""
     from odyssey_data.dataset import open_dataset
 

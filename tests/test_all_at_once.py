@@ -37,6 +37,7 @@ SORT = {
     "recordings": ["stream_id"],
     "events": ["stream_id", "event_index"],
     "segments": ["stream_id", "prompt_index"],
+    "qc": ["stream_id"],
 }
 
 

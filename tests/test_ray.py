@@ -37,6 +37,7 @@ SORT_KEYS = {
     "recordings": ["stream_id"],
     "events": ["stream_id", "event_index"],
     "segments": ["stream_id", "prompt_index"],
+    "qc": ["stream_id"],
 }
 
 
@@ -62,7 +63,7 @@ def ray_instance() -> Iterator[None]:
 
 
 def tables(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, pl.DataFrame]:
-    """The four tables of a dataset, sorted, without the export time."""
+    """The tables of a dataset, sorted, without the export time."""
     ds = open_dataset(url, storage_options)
     out = {}
     for name, keys in SORT_KEYS.items():

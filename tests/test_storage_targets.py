@@ -31,6 +31,7 @@ from odyssey_data.demo import DemoServer, make_demo_catalog
 from odyssey_data.demo.synth import DEMO_EPOCH, make_demo_recording
 from odyssey_data.errors import ConfigError, MissingDependencyError
 from odyssey_data.pipeline import export
+from odyssey_data.schema import TABLES
 from odyssey_data.storage import LOCK_NAME, MANIFEST_NAME, DatasetStore
 
 
@@ -158,11 +159,7 @@ def test_overwrite_starts_fresh(kind: str, request: pytest.FixtureRequest, tmp_p
     assert ds.manifest.generation > old.generation + 1  # the empty commit, then the new
     assert sorted(ds.manifest.exported()) == sorted(r.stream_id for r in small.recordings)
     listed = set(ds.manifest.files)
-    on_disk = {
-        rel
-        for folder in ("frames", "recordings", "events", "segments", "videos")
-        for rel in store.list_files(folder)
-    }
+    on_disk = {rel for folder in (*TABLES, "videos") for rel in store.list_files(folder)}
     assert on_disk | {"README.md"} == listed  # every old shard and video is gone
     assert ds.manifest.files["README.md"].kind == "card"  # the card is fresh too
     assert store.read_bytes("NOTES.txt") == b"not part of the dataset"
