@@ -578,3 +578,11 @@ def test_scan_windows_decodes_each_window_until_told_to_stop(
     # From the key frame before each window (one a second: frames 30 and 60) to its
     # stop, plus what the decoder holds back for B-frames: far from the 105 frames.
     assert 6 <= decoded < 60
+
+
+def test_the_qc_shards_are_names_the_export_owns() -> None:
+    """OUTPUT is shared: only registered names are ever deleted or overwritten."""
+    from odyssey_data.storage import is_owned
+
+    assert is_owned("qc/part-000000.parquet")
+    assert not is_owned("qc/notes.txt")
