@@ -1040,6 +1040,9 @@ def resample_video(
                     continue
                 if frame.pts > wanted[row]:
                     break  # the wanted frame was not presented: reported below
+                shown = int(frame.pts)
+                # At the source's own size and format the reformatter hands back the
+                # decoded frame itself, so setting scaled.pts below changes frame.pts.
                 scaled = reformatter.reformat(
                     frame,
                     width=width,
@@ -1047,7 +1050,7 @@ def resample_video(
                     format="yuv420p",
                     interpolation=Interpolation.AREA,
                 )
-                while row < count and wanted[row] == frame.pts:
+                while row < count and wanted[row] == shown:
                     if on_sample is not None and row in sample_rows:
                         small_w, small_h = sample_size or size
                         rgb = reformatter.reformat(

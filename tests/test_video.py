@@ -178,3 +178,15 @@ def test_no_video_stream(tmp_path: Path) -> None:
             out.mux(packet)
     with pytest.raises(DecodeError, match="no video stream"):
         probe_frames(path)
+
+
+def test_resample_video_repeats_a_frame_at_the_source_size(vfr_video: Path, tmp_path: Path) -> None:
+    # At the source's own size the reformatter returns the decoded frame itself; giving it
+    # the output's pts must not lose track of which source frame it is.
+    pts = probe_frames(vfr_video).pts
+    wanted = np.repeat(pts[:10], 2)  # every source frame shown twice
+    out = tmp_path / "cfr.mp4"
+    video.resample_video(vfr_video, out, wanted, fps=30, size=(160, 96))
+    shown = [p for p, _ in iter_decoded(out)]
+    assert len(shown) == 20
+    assert len(set(np.diff(shown).tolist())) == 1  # a constant rate
