@@ -35,7 +35,11 @@ def main() -> None:
         ds = LeRobotDataset(repo_id, root=root, video_backend=backend)
         ds[0]  # the backend loads (torchcodec needs FFmpeg's shared libraries)
     except Exception as exc:  # reported, not raised: the comparison is optional
-        result["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or ["?"]
+        # torchcodec lists one loading error per FFmpeg version it supports.
+        missing = [line for line in lines if "cannot open shared object file" in line]
+        reason = "; ".join(missing[:2]) if missing else lines[-1]
+        result["error"] = f"{type(exc).__name__}: {reason[:300]}"
         with open(out, "w") as handle:
             json.dump(result, handle)
         return
