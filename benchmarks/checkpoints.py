@@ -25,8 +25,9 @@ import time
 from typing import Any
 
 from odyssey_data.manifest import Manifest, RecordingStatus
-from odyssey_data.pipeline import _Checkpoints, _commit
+from odyssey_data.pipeline import _Checkpoints
 from odyssey_data.runs import start_run
+from odyssey_data.shards import commit_manifest
 from odyssey_data.storage import MANIFEST_NAME, DatasetStore, FileEntry, WriterLock
 
 OPTIONS = {
@@ -92,7 +93,7 @@ def main() -> None:
                 commits = []
                 for _ in range(args.repeat):
                     began = time.perf_counter()
-                    _commit(store, manifest, lock)
+                    commit_manifest(store, manifest, lock)
                     commits.append(time.perf_counter() - began)
                 floors = []
                 for _ in range(args.repeat):

@@ -22,7 +22,7 @@ import pytest
 from conftest import FAST_RETRY, export_config
 from raw_http import KEY, Conn, RawHTTPServer, Seen, free_port, serve_api, serve_range
 
-from odyssey_data import pipeline
+from odyssey_data import fetch as fetch_module
 from odyssey_data.api import OdysseyClient, RetryPolicy
 from odyssey_data.cli import main
 from odyssey_data.demo import DemoCatalog, DemoServer, make_demo_catalog
@@ -442,7 +442,7 @@ def test_401_on_the_api_refreshes_the_token_once(
     # One download thread (workers=1) fetches the recordings one after the other with
     # one client: its token dies after the first recording, so the second one's API
     # call meets a 401.
-    real_fetch = pipeline.fetch
+    real_fetch = fetch_module.fetch
     fetched: list[str] = []
 
     def fetch_then_expire(task: RecordingTask, folder: str) -> Fetched:
@@ -452,7 +452,7 @@ def test_401_on_the_api_refreshes_the_token_once(
             server.expire_tokens()
         return done
 
-    monkeypatch.setattr(pipeline, "fetch", fetch_then_expire)
+    monkeypatch.setattr(fetch_module, "fetch", fetch_then_expire)
     report = export(export_config(server, tmp_path / "out"))
     assert (report.exported, report.failed) == (3, 0)
     assert server.request_log.count("GET", "/recordings/", 401) == 1

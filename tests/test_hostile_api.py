@@ -28,7 +28,7 @@ from conftest import FAST_RETRY
 from raw_http import KEY, SIGNATURE, Conn, RawHTTPServer, Seen, serve_range
 
 from odyssey_data import api as api_module
-from odyssey_data import cli, pipeline
+from odyssey_data import cli, work
 from odyssey_data.api import OdysseyClient, RetryPolicy
 from odyssey_data.dataset import open_dataset
 from odyssey_data.demo import DemoCatalog, DemoServer
@@ -231,14 +231,14 @@ def test_each_bad_recording_answer_fails_alone(tmp_path: Path) -> None:
 def test_an_unforeseen_error_in_one_recording_fails_only_that_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    probe = pipeline.probe_frames
+    probe = work.probe_frames
 
     def probe_or_break(video: Any, *, what: str, mode: Any) -> Any:
         if "boom" in what:
             raise ZeroDivisionError("a case no check foresaw")
         return probe(video, what=what, mode=mode)
 
-    monkeypatch.setattr(pipeline, "probe_frames", probe_or_break)
+    monkeypatch.setattr(work, "probe_frames", probe_or_break)
     fake = FakeApi(entries=[entry("good-1"), entry("boom"), entry("good-2")])
     for workers in (1, 2):  # in this thread, and in the download-ahead threads
         out = tmp_path / f"out-{workers}"

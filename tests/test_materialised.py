@@ -83,9 +83,9 @@ def test_fps_keeps_the_frame_nearest_each_tick(demo_server: DemoServer, tmp_path
 def test_materialised_shards_are_capped_by_bytes(
     demo_server: DemoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import odyssey_data.pipeline as pipeline
+    from odyssey_data.shards import ShardWriter
 
-    monkeypatch.setattr(pipeline, "SHARD_BYTES", 1)  # every recording fills a shard
+    monkeypatch.setattr(ShardWriter, "MAX_BYTES", 1)  # every recording fills a shard
     out = tmp_path / "small-shards"
     report = export(export_config(demo_server, out, frames="jpeg", resize=(32, None), limit=4))
     assert report.shards == report.exported >= 3

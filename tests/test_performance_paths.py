@@ -28,18 +28,19 @@ from conftest import FAST_RETRY, DemoExport, export_config
 
 import odyssey_data.api as api_module
 import odyssey_data.cli as cli
+from odyssey_data import fetch as fetch_module
 from odyssey_data import pipeline
 from odyssey_data.api import OdysseyClient
 from odyssey_data.demo import DemoServer, make_demo_catalog
 from odyssey_data.demo.synth import DEMO_EPOCH, make_demo_recording
 from odyssey_data.errors import ConfigError, StorageError
 from odyssey_data.executors import LocalExecutor
+from odyssey_data.materialise import materialise
 from odyssey_data.models import RecordingInfo
 from odyssey_data.pipeline import (
     Fetched,
     FrameOptions,
     RecordingTask,
-    _materialise,
     export,
     process_recording,
 )
@@ -144,9 +145,9 @@ def test_spilled_materialised_frames_equal_the_in_memory_ones(tmp_path: Path) ->
         }
     )
     options = FrameOptions("jpeg", (64, 36))
-    memory, none = _materialise(frames, timing, str(video), options, "x")
+    memory, none = materialise(frames, timing, str(video), options, "x")
     assert none is None
-    _, spilled = _materialise(frames, timing, str(video), options, "x", str(tmp_path))
+    _, spilled = materialise(frames, timing, str(video), options, "x", str(tmp_path))
     assert spilled is not None
     assert spilled.rows == n
     from_file = pa.Table.from_batches(list(spilled.batches()))
@@ -315,7 +316,7 @@ def test_prefetcher_fetches_ahead_and_cleans_up_unprocessed_tasks(
         fetched.append(task.info.stream_id)
         return Fetched(folder)
 
-    monkeypatch.setattr(pipeline, "fetch", fake_fetch)
+    monkeypatch.setattr(fetch_module, "fetch", fake_fetch)
     store = DatasetStore(str(tmp_path / "ds"))
     tasks = [
         RecordingTask(RecordingInfo(stream_id=f"s{i}"), "http://x", "k", store) for i in range(9)
@@ -355,9 +356,9 @@ def test_prefetched_task_is_processed_and_its_folder_removed(
         RecordingInfo(stream_id=rec.stream_id), demo_server.base_url, demo_server.api_key, store
     )
     folder = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=store.scratch_dir())
-    ahead = pipeline.fetch(task, folder)
+    ahead = fetch_module.fetch(task, folder)
     result = process_recording(replace(task, prefetched=ahead))
-    pipeline._close_clients()
+    fetch_module.close_clients()
     assert result.status == "exported", result.reason
     assert result.video is not None
     served = rec.video_bytes() or b""

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 from conftest import export_config
 
-from odyssey_data import open_dataset, pipeline
+from odyssey_data import materialise, open_dataset, work
 from odyssey_data.align import TickSelector
 from odyssey_data.demo import DemoServer, make_demo_catalog
 from odyssey_data.growing import GrowingReader, Growth, StartedOver, WatchedWriter
@@ -200,8 +200,8 @@ def test_images_that_do_not_match_the_rows_are_made_again(
     options = {"frames": "jpeg", "resize": (64, 36), "fps": 7.0}
     with DemoServer(catalog) as server:
         export(export_config(server, tmp_path / "plain", **options))
-        monkeypatch.setattr(pipeline, "TickSelector", SkipsTheFirst)
-        with caplog.at_level(logging.INFO, logger="odyssey_data.pipeline"):
+        monkeypatch.setattr(materialise, "TickSelector", SkipsTheFirst)
+        with caplog.at_level(logging.INFO, logger="odyssey_data.materialise"):
             report = export(export_config(server, tmp_path / "out", **options))
     assert report.exported == 3
     redone = [r for r in caplog.records if "do not match; decoding again" in r.getMessage()]
@@ -222,7 +222,7 @@ def test_an_interrupt_does_not_wait_for_the_download(
         seen.append(growth)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "_encode_as_it_arrives", interrupted)
+    monkeypatch.setattr(work, "encode_as_it_arrives", interrupted)
     big = make_demo_catalog(
         1, active=0, width=320, height=192, seconds=1.0, bitrate=16_000_000, content="noise"
     )
