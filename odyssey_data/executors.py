@@ -1,9 +1,13 @@
 """Executors: schedulers of the unit of work, nothing else.
 
-File naming, retries, resume and the manifest live in :mod:`odyssey_data.pipeline`, so
-every executor produces the same dataset. An executor maps a picklable function over
-items and yields results as they finish (in any order), keeping only a bounded number
-of items in flight so memory stays flat however many recordings there are.
+File naming, retries, resume and the manifest live in the export's stages
+(:mod:`odyssey_data.pipeline` and the modules it drives), so every executor produces
+the same dataset. An executor maps a picklable function over items and yields results
+as they finish (in any order), keeping only a bounded number of items in flight
+(:class:`InFlight`, the one such loop) so memory stays flat however many recordings
+there are. It says what it can do (:class:`Capabilities`) so the driver never asks
+for its name, and it owns whatever scheduling is its own concern: the local executor
+runs the downloads ahead of its workers (:meth:`LocalExecutor.ahead`).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import (
     FIRST_COMPLETED,
     Future,
@@ -20,14 +24,120 @@ from concurrent.futures import (
     wait,
 )
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 from odyssey_data.errors import ConfigError, MissingDependencyError, OdysseyDataError
 
-__all__ = ["Executor", "LocalExecutor", "default_workers", "make_executor"]
+__all__ = [
+    "Capabilities",
+    "Executor",
+    "InFlight",
+    "LocalExecutor",
+    "Prefetcher",
+    "default_workers",
+    "make_executor",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
+H = TypeVar("H", bound=Hashable)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an executor's workers share with the driver (asked instead of its name).
+
+    Attributes:
+        same_machine: workers run on this machine: files the driver or a worker writes
+            to a local folder (spilled frames, downloads fetched ahead) reach the other.
+        in_process: workers run in this process: a dataset that lives only in this
+            process (``memory://``) is visible to them.
+    """
+
+    same_machine: bool
+    in_process: bool
+
+
+class InFlight(Generic[T, H]):
+    """Items taken lazily from ``items``, at most ``limit`` submitted and not collected.
+
+    The one "at most N in flight" loop of the package: the local pool, the Ray tasks
+    and the download-ahead threads all use it, so neither the items nor their results
+    pile up in memory however many there are. ``pending`` maps each submitted handle (a
+    future, a Ray object reference) to its item, oldest first.
+    """
+
+    def __init__(self, items: Iterable[T], limit: int) -> None:
+        self._items = iter(items)
+        self.limit = limit
+        self.pending: dict[H, T] = {}
+        self.exhausted = False
+
+    def fill(self, submit: Callable[[T], H]) -> None:
+        """Submit the next items until ``limit`` are pending or there are no more."""
+        while not self.exhausted and len(self.pending) < self.limit:
+            try:
+                item = next(self._items)
+            except StopIteration:
+                self.exhausted = True
+                return
+            self.pending[submit(item)] = item
+
+    def take(self, handle: H) -> T:
+        """The item of a collected handle (no longer pending)."""
+        return self.pending.pop(handle)
+
+    def oldest(self) -> H:
+        """The handle submitted first among those pending (for in-order consumers)."""
+        return next(iter(self.pending))
+
+
+class Prefetcher(Generic[T]):
+    """Runs ``prepare`` on items ahead of their consumer, in ``ahead`` threads, in order.
+
+    While the consumer works on the items it has, the next ones are prepared: up to
+    ``2 × ahead`` prepared (or preparing) and not yet handed on, so the threads stay
+    busy while the consumer is busy and what the prepared items hold (a downloaded
+    video each) stays bounded. :meth:`close` hands every prepared item to ``release``
+    (call it once the consumer is done with them: the local executor closes its pool
+    first).
+    """
+
+    def __init__(self, ahead: int, prepare: Callable[[T], T], release: Callable[[T], None]) -> None:
+        self.ahead = ahead
+        self._prepare = prepare
+        self._release = release
+        self._prepared: list[T] = []
+        self._pool = ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="odyssey-fetch")
+
+    def _run(self, item: T) -> T:
+        prepared = self._prepare(item)
+        self._prepared.append(prepared)
+        return prepared
+
+    def items(self, items: Iterable[T]) -> Iterator[T]:
+        """``items`` in order, each prepared; raises what ``prepare`` raised."""
+        flight: InFlight[T, Future[T]] = InFlight(items, 2 * self.ahead)
+
+        def submit(item: T) -> Future[T]:
+            return self._pool.submit(self._run, item)
+
+        flight.fill(submit)
+        while flight.pending:
+            future = flight.oldest()
+            flight.take(future)
+            flight.fill(submit)  # the next one starts before the consumer gets this one
+            yield future.result()
+
+    def close(self, wait: bool = True) -> None:
+        """Stop preparing, and release every prepared item (unless ``wait`` is False:
+        an interrupted run abandons the preparations in flight)."""
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+        if not wait:
+            return
+        while self._prepared:
+            self._release(self._prepared.pop())
 
 
 def default_workers() -> int:
@@ -40,6 +150,21 @@ def default_workers() -> int:
 
 class Executor(Protocol):
     """What the pipeline needs of an engine."""
+
+    #: What its workers share with the driver.
+    capabilities: Capabilities
+
+    def ahead(
+        self, prepare: Callable[[T], T], items: Iterable[T], release: Callable[[T], None]
+    ) -> Iterator[T]:
+        """``items`` with ``prepare`` run ahead of the workers where the engine gains by it.
+
+        The local executor runs it in threads of this process while its workers work
+        (downloads overlap processing); ``release`` gets each prepared item when the
+        executor closes. Engines whose workers are elsewhere return ``items`` as they
+        are (the workers prepare their own).
+        """
+        ...
 
     def map_unordered(
         self,
@@ -75,7 +200,22 @@ class LocalExecutor:
         if self.workers < 1:
             raise ConfigError(f"workers must be at least 1, not {self.workers}")
         self.threads = threads
+        self.capabilities = Capabilities(same_machine=True, in_process=threads or self.workers == 1)
         self._pool: ThreadPoolExecutor | ProcessPoolExecutor | None = None
+        self._prefetchers: list[Prefetcher[Any]] = []
+
+    def ahead(
+        self, prepare: Callable[[T], T], items: Iterable[T], release: Callable[[T], None]
+    ) -> Iterator[T]:
+        """``items`` prepared ahead in one thread per worker (see :class:`Prefetcher`).
+
+        The workers then only process: while they work on the items in flight, the next
+        ones are prepared (downloads overlap processing instead of every worker
+        downloading, then every worker processing).
+        """
+        prefetcher = Prefetcher(self.workers, prepare, release)
+        self._prefetchers.append(prefetcher)
+        return prefetcher.items(items)
 
     def _new_pool(self) -> ThreadPoolExecutor | ProcessPoolExecutor:
         if self.threads:
@@ -107,31 +247,29 @@ class LocalExecutor:
             return
         if self._pool is None:
             self._pool = self._new_pool()
-        pending: dict[Future[R], T] = {}
+        flight: InFlight[T, Future[R]] = InFlight(items, 2 * self.workers)
+        pending = flight.pending
         suspects: deque[T] = deque()
         alone: Future[R] | None = None  # a suspect running alone
-        iterator = iter(items)
-        exhausted = False
+
+        def submit(item: T) -> Future[R]:
+            assert self._pool is not None
+            return self._pool.submit(fn, item)
+
         while True:
             if suspects or alone is not None:
                 if not pending:
                     item = suspects.popleft()
-                    alone = self._pool.submit(fn, item)
+                    alone = submit(item)
                     pending[alone] = item
             else:
-                while not exhausted and len(pending) < 2 * self.workers:
-                    try:
-                        item = next(iterator)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    pending[self._pool.submit(fn, item)] = item
+                flight.fill(submit)
             if not pending:
                 return
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             broken = False
             for future in done:
-                item = pending.pop(future)
+                item = flight.take(future)
                 if future is alone:
                     alone = None
                 try:
@@ -167,6 +305,8 @@ class LocalExecutor:
         if self._pool is not None:
             self._pool.shutdown(wait=wait, cancel_futures=True)
             self._pool = None
+        while self._prefetchers:
+            self._prefetchers.pop().close(wait=wait)
 
 
 def make_executor(

@@ -11,9 +11,9 @@ The stages, one module each, data flowing one way (docs/architecture.md draws th
    exported results into size-capped shards and commits the manifest;
 4. here: :func:`export` holds the writer lock, hands tasks to the executor, commits at
    checkpoints (so a crash late in a long run loses little) and builds the
-   :class:`ExportReport`. With the local executor the driver fetches ahead
-   (:class:`_Prefetcher`, one download thread per worker), so the next recordings
-   download while the workers process.
+   :class:`ExportReport`. It asks the executor (:mod:`odyssey_data.executors`) what
+   it can do rather than its name; the local one fetches ahead, one download thread
+   per worker, so the next recordings download while the workers process.
 
 Two sources feed the same unit of work (``ExportConfig.source``): stream recordings, and
 the output streams of completed simulation jobs (see :mod:`odyssey_data.fetch` and
@@ -25,14 +25,10 @@ from __future__ import annotations
 import logging
 import math
 import os
-import queue
-import shutil
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -44,8 +40,8 @@ from odyssey_data.errors import (
     OdysseyDataError,
     redact_url,
 )
-from odyssey_data.executors import default_workers, make_executor
-from odyssey_data.fetch import close_clients, fetch, fetching
+from odyssey_data.executors import Executor, make_executor
+from odyssey_data.fetch import close_clients, fetch
 from odyssey_data.images import FORMATS, image_encoder
 from odyssey_data.manifest import Manifest, RecordingStatus
 from odyssey_data.measure import QCOptions
@@ -69,9 +65,9 @@ from odyssey_data.storage import (
     scratch_prefix,
     utc_now_iso,
 )
-from odyssey_data.task import STOPS_THE_RUN, Fetched, RecordingResult, RecordingTask
+from odyssey_data.task import Fetched, RecordingResult, RecordingTask
 from odyssey_data.video import ProbeMode
-from odyssey_data.work import lost, process_recording, unexpected
+from odyssey_data.work import fetch_ahead, lost, process_recording, release_fetched
 
 __all__ = [
     "ExportConfig",
@@ -373,80 +369,6 @@ class ExportConfig:
         )
 
 
-class _Prefetcher:
-    """Fetches tasks' files ahead with ``ahead`` download threads in this process.
-
-    The local executor's workers then only process: while they work on the recordings
-    in flight, the next ones download (download and processing overlap instead of every
-    worker downloading, then every worker processing). Downloads run on whatever the
-    consumer does, up to ``2 × ahead`` recordings fetched (or fetching) and not yet
-    handed on, so the link stays busy while the workers are busy and the disk holds a
-    bounded number of videos. Each task's folder is removed by the worker that
-    processes it; :meth:`close` (after the executor is closed) removes any left by tasks
-    never processed (an error, an interrupted export).
-    """
-
-    def __init__(self, ahead: int) -> None:
-        self.ahead = ahead
-        self._folders: list[str] = []
-        self._pool = ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="odyssey-fetch")
-        self._stop = threading.Event()
-
-    def _run(self, task: RecordingTask) -> RecordingTask:
-        folder = tempfile.mkdtemp(prefix=scratch_prefix(), dir=task.store.scratch_dir())
-        self._folders.append(folder)
-        try:
-            fetched = fetching(task, folder)
-        except STOPS_THE_RUN:
-            raise
-        except Exception as exc:  # as in process_recording: this recording fails alone
-            fetched = Fetched(folder, result=unexpected(task, exc))
-        return replace(task, prefetched=fetched)
-
-    def tasks(self, tasks: Iterable[RecordingTask]) -> Iterator[RecordingTask]:
-        """``tasks`` in order, each with its files fetched (``prefetched``)."""
-        handed: queue.Queue[Future[RecordingTask] | BaseException | None] = queue.Queue()
-        slots = threading.Semaphore(2 * self.ahead)
-
-        def feed() -> None:
-            try:
-                for task in tasks:
-                    while not slots.acquire(timeout=0.1):
-                        if self._stop.is_set():
-                            return
-                    if self._stop.is_set():
-                        return
-                    handed.put(self._pool.submit(self._run, task))
-            except BaseException as exc:  # handed to the consumer, raised there
-                handed.put(exc)
-            finally:
-                handed.put(None)
-
-        feeder = threading.Thread(target=feed, name="odyssey-fetch-feed", daemon=True)
-        feeder.start()
-        try:
-            while (item := handed.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                slots.release()
-                yield item.result()
-        finally:
-            self._stop.set()
-
-    def close(self, wait: bool = True) -> None:
-        """Stop fetching and remove every folder still there (call once no worker runs).
-
-        ``wait=False`` (an interrupted export) abandons the downloads in flight; their
-        folders are ``.tmp-`` leftovers the next run removes.
-        """
-        self._stop.set()
-        self._pool.shutdown(wait=wait, cancel_futures=True)
-        if not wait:
-            return
-        for folder in self._folders:
-            shutil.rmtree(folder, ignore_errors=True)
-
-
 @dataclass
 class ExportReport:
     """What an export did, for the summary and the exit code."""
@@ -520,7 +442,10 @@ def export(
         progress: a :class:`~odyssey_data.progress.ProgressSink` (the CLI's bar), or a
             callable that gets a :class:`~odyssey_data.progress.ProgressUpdate` per
             recording (``progress=print`` in a notebook).
-        **options: :class:`ExportConfig` fields, when ``config`` is not given.
+        **options: :class:`ExportConfig` fields, when ``config`` is not given. Also,
+            with or without ``config``: ``executor=`` an
+            :class:`~odyssey_data.executors.Executor` object (rather than the name of
+            one) to run the recordings on; the export closes it when done.
 
     Returns:
         The report; ``report.exit_code()`` is what the CLI exits with.
@@ -532,12 +457,23 @@ def export(
         StorageError: the dataset cannot be written, another export holds its lock, or
             another writer committed while this one ran.
     """
+    given: Executor | None = None
+    if not isinstance(options.get("executor"), str | None):
+        given = options.pop("executor")
     config = _as_config(config, options)
     sink = make_sink(progress)
     started = time.perf_counter()
     store = DatasetStore(config.output, config.storage_options)
     workers = config.workers
-    if not store.shared_between_processes:
+    if not store.shared_between_processes and given is not None:
+        if not given.capabilities.in_process:
+            given.close()
+            raise ConfigError(
+                f"{store.url} exists only in this process, so an executor whose workers "
+                "run elsewhere cannot write to it: use one that runs in this process, or "
+                "a shared target (a folder, s3://, gs://)"
+            )
+    elif not store.shared_between_processes:
         # memory:// lives in this process: videos written by worker processes would be lost.
         if config.executor != "local":
             raise ConfigError(
@@ -552,7 +488,7 @@ def export(
     lock = WriterLock(store, timeout_s=config.lock_timeout_s)
     lock.acquire(force=config.break_lock)
     try:
-        return _export_locked(config, store, lock, workers, sink, started)
+        return _export_locked(config, store, lock, given or workers, sink, started)
     finally:
         lock.release()
 
@@ -629,11 +565,15 @@ def _export_locked(
     config: ExportConfig,
     store: DatasetStore,
     lock: WriterLock,
-    workers: int | None,
+    executor_or_workers: Executor | int | None,
     sink: ProgressSink,
     started: float,
 ) -> ExportReport:
-    """The export once this process holds the dataset's writer lock."""
+    """The export once this process holds the dataset's writer lock.
+
+    ``executor_or_workers``: the executor given to :func:`export`, else the workers of
+    the one the options name (made here).
+    """
     manifest, wanted = _prepare(config, store, lock)
     manifest.options = config.public_options()
     run = start_run(wanted)
@@ -656,22 +596,21 @@ def _export_locked(
         min_download_rate=config.min_download_rate,
         timeout_s=config.timeout_s,
     )
-    executor = make_executor(
-        config.executor, workers, threads=config.local_threads(), address=config.ray_address
+    executor = (
+        make_executor(
+            config.executor,
+            executor_or_workers,
+            threads=config.local_threads(),
+            address=config.ray_address,
+        )
+        if executor_or_workers is None or isinstance(executor_or_workers, int)
+        else executor_or_workers
     )
-    # Local workers hand heavy materialised frames over as files on this machine (in a
+    # Workers on this machine hand heavy materialised frames over as files here (in a
     # temp folder the next run removes if this one is killed).
     spill = (
         tempfile.TemporaryDirectory(prefix=scratch_prefix(), dir=store.scratch_dir())
-        if config.executor == "local" and config.frame_options().materialised
-        else None
-    )
-    # Local workers share this machine's disk: their downloads run ahead here, one
-    # thread per worker, so the next recordings arrive while the current ones process.
-    # (Unless the workers decode while they download: materialised frames, see _stream.)
-    prefetcher = (
-        _Prefetcher(workers or default_workers())
-        if config.executor == "local" and not config.frame_options().streams()
+        if executor.capabilities.same_machine and config.frame_options().materialised
         else None
     )
     exported_details = {"options": wanted, "exporter": __version__}
@@ -682,10 +621,9 @@ def _export_locked(
     def checkpoint() -> None:
         began = time.perf_counter()
         with LIVE.phase("committing"):
-            if buffer.flush() is not None:
-                report.shards += 1
             _update_run(run, report)
-            commit_manifest(store, manifest, lock)
+            if buffer.commit() is not None:
+                report.shards += 1
         report.commits += 1
         checkpoints.committed(time.perf_counter() - began)
         log.info(
@@ -722,8 +660,11 @@ def _export_locked(
             )
             for info in todo
         )
-        if prefetcher is not None:
-            tasks = prefetcher.tasks(tasks)
+        if not config.frame_options().streams():
+            # Fetched ahead where the executor gains by it (the local one: its workers
+            # share this disk). Not when the workers decode while they download
+            # (materialised frames, see work._stream).
+            tasks = executor.ahead(fetch_ahead, tasks, release_fetched)
         for result in executor.map_unordered(process_recording, tasks, lost):
             _record(result, manifest, report)
             _warn_stretched(result, stretched)
@@ -739,9 +680,7 @@ def _export_locked(
         interrupted = report.interrupted = True
         raise
     finally:
-        executor.close(wait=not interrupted)
-        if prefetcher is not None:
-            prefetcher.close(wait=not interrupted)
+        executor.close(wait=not interrupted)  # its download-ahead too
         if spill is not None and not finished and not interrupted:
             spill.cleanup()  # failed: nothing more is written
         client.close()

@@ -25,6 +25,7 @@ import ray
 import ray.exceptions
 
 from odyssey_data.errors import ConfigError, OdysseyDataError
+from odyssey_data.executors import Capabilities, InFlight
 
 __all__ = ["RayExecutor"]
 
@@ -95,6 +96,16 @@ class RayExecutor:
         # map_unordered generator was abandoned half-way (an error in the driver).
         self._running: set[ray.ObjectRef[Any]] = set()
 
+    #: Workers run elsewhere (other processes, other nodes): they share no disk and no
+    #: memory with the driver.
+    capabilities = Capabilities(same_machine=False, in_process=False)
+
+    def ahead(
+        self, prepare: Callable[[T], T], items: Iterable[T], release: Callable[[T], None]
+    ) -> Iterator[T]:
+        """``items`` as they are: each Ray task fetches its own recording's files."""
+        return iter(items)
+
     def _connect(self) -> None:
         if ray.is_initialized():
             return
@@ -149,29 +160,25 @@ class RayExecutor:
         if self.runtime_env is not None:
             options["runtime_env"] = self.runtime_env
         remote = ray.remote(fn).options(**options)
-        limit = self._in_flight()
-        pending: list[ray.ObjectRef[R]] = []
-        iterator = iter(items)
-        exhausted = False
+        flight: InFlight[T, ray.ObjectRef[R]] = InFlight(items, self._in_flight())
+
+        def submit(item: T) -> ray.ObjectRef[R]:
+            ref: ray.ObjectRef[R] = remote.remote(item)
+            self._running.add(ref)
+            return ref
+
         try:
             while True:
-                while not exhausted and len(pending) < limit:
-                    try:
-                        item = next(iterator)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    ref = remote.remote(item)
-                    pending.append(ref)
-                    self._running.add(ref)
-                if not pending:
+                flight.fill(submit)
+                if not flight.pending:
                     return
-                done, pending = ray.wait(pending, num_returns=1)
+                done, _ = ray.wait(list(flight.pending), num_returns=1)
                 for ref in done:
+                    flight.take(ref)
                     self._running.discard(ref)
                     yield self._get(ref)
         finally:
-            self._abandon(pending)
+            self._abandon(flight.pending)
 
     def _get(self, ref: ray.ObjectRef[R]) -> R:
         try:

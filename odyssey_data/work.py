@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 
 import pyarrow as pa
 
@@ -50,7 +51,7 @@ from odyssey_data.tables import (
 from odyssey_data.task import STOPS_THE_RUN, Fetched, RecordingResult, RecordingTask
 from odyssey_data.video import media_problem, probe_frames
 
-__all__ = ["lost", "process_recording", "unexpected"]
+__all__ = ["fetch_ahead", "lost", "process_recording", "release_fetched", "unexpected"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,31 @@ def unexpected(task: RecordingTask, exc: Exception) -> RecordingResult:
         "(run with --debug for the traceback, and please report it)"
     )
     return RecordingResult(task.info.stream_id, "failed", reason)
+
+
+def fetch_ahead(task: RecordingTask) -> RecordingTask:
+    """``task`` with its files fetched (``prefetched``): the first half of the unit of work.
+
+    Run by the local executor's download-ahead threads (see
+    :meth:`~odyssey_data.executors.LocalExecutor.ahead`); :func:`process_recording`
+    then does the rest, and removes the folder. Fails the recording alone, as
+    :func:`process_recording` does, for anything but the dataset's storage failing.
+    """
+    folder = tempfile.mkdtemp(prefix=scratch_prefix(), dir=task.store.scratch_dir())
+    try:
+        fetched = fetching(task, folder)
+    except STOPS_THE_RUN:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    except Exception as exc:  # as in process_recording: this recording fails alone
+        fetched = Fetched(folder, result=unexpected(task, exc))
+    return replace(task, prefetched=fetched)
+
+
+def release_fetched(task: RecordingTask) -> None:
+    """Remove the folder of a task fetched ahead (whether it was processed or not)."""
+    if task.prefetched is not None:
+        shutil.rmtree(task.prefetched.folder, ignore_errors=True)
 
 
 def _process(task: RecordingTask) -> RecordingResult:

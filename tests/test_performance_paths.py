@@ -29,7 +29,6 @@ from conftest import FAST_RETRY, DemoExport, export_config
 import odyssey_data.api as api_module
 import odyssey_data.cli as cli
 from odyssey_data import fetch as fetch_module
-from odyssey_data import pipeline
 from odyssey_data.api import OdysseyClient
 from odyssey_data.demo import DemoServer, make_demo_catalog
 from odyssey_data.demo.synth import DEMO_EPOCH, make_demo_recording
@@ -47,6 +46,7 @@ from odyssey_data.pipeline import (
 from odyssey_data.schema import FRAMES_SCHEMA
 from odyssey_data.storage import TMP_PREFIX, DatasetStore, local_scratch_root
 from odyssey_data.video import iter_decoded, probe_frames
+from odyssey_data.work import fetch_ahead, release_fetched
 
 
 def _blob_url(server: DemoServer, client: httpx.Client) -> tuple[str, int]:
@@ -321,8 +321,8 @@ def test_prefetcher_fetches_ahead_and_cleans_up_unprocessed_tasks(
     tasks = [
         RecordingTask(RecordingInfo(stream_id=f"s{i}"), "http://x", "k", store) for i in range(9)
     ]
-    prefetcher = pipeline._Prefetcher(2)
-    stream = prefetcher.tasks(iter(tasks))
+    executor = LocalExecutor(2, threads=True)
+    stream = executor.ahead(fetch_ahead, iter(tasks), release_fetched)
     first = next(stream)
     assert first.info.stream_id == "s0"
     assert first.prefetched is not None
@@ -340,8 +340,8 @@ def test_prefetcher_fetches_ahead_and_cleans_up_unprocessed_tasks(
         time.sleep(0.01)
     time.sleep(0.3)
     assert len(fetched) == 6
-    # Interrupted here: close removes every folder, handed out or not.
-    prefetcher.close()
+    # Interrupted here: closing the executor removes every folder, handed out or not.
+    executor.close()
     assert not [p for p in _tree(tmp_path / "ds") if ".tmp-" in p]
     assert Path(store.root).exists()
 

@@ -21,7 +21,6 @@ from conftest import DemoExport, export_config
 from polars.testing import assert_frame_equal
 
 from odyssey_data import open_dataset
-from odyssey_data import pipeline as pipeline_module
 from odyssey_data.cli import _config, build_parser
 from odyssey_data.demo import DemoServer, make_demo_catalog
 from odyssey_data.errors import ConfigError, MissingDependencyError, OdysseyDataError
@@ -91,6 +90,11 @@ class WrappedExecutor:
     def __init__(self, inner: Executor, wrap: Callable[[Callable[[Any], Any]], Any]) -> None:
         self.inner = inner
         self.wrap = wrap
+
+        self.capabilities = inner.capabilities
+
+    def ahead(self, prepare: Any, items: Iterable[Any], release: Any) -> Iterator[Any]:
+        return self.inner.ahead(prepare, items, release)
 
     def map_unordered(
         self, fn: Callable[[Any], Any], items: Iterable[Any], on_lost: Any = None
@@ -287,18 +291,15 @@ def test_a_failing_recording_fails_alone(ray_instance: None, tmp_path: Path) -> 
 
 
 def test_a_killed_worker_is_retried_and_the_dataset_is_complete(
-    ray_instance: None, demo_export: DemoExport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ray_instance: None, demo_export: DemoExport, tmp_path: Path
 ) -> None:
     target = next(r.stream_id for r in demo_export.catalog.recordings if not r.is_active)
     marker, attempts = tmp_path / "killed-once", tmp_path / "attempts.log"
     wrap = killing_first_attempt(target, marker, attempts)
-    monkeypatch.setattr(
-        pipeline_module,
-        "make_executor",
-        lambda name, workers, **o: WrappedExecutor(make_executor(name, workers, **o), wrap),
-    )
+    injected = WrappedExecutor(make_executor("ray", 2), wrap)
     out = tmp_path / "ray"
-    report = export(export_config(demo_export.server, out, executor="ray", workers=2))
+    config = export_config(demo_export.server, out, executor="ray", workers=2)
+    report = export(config, executor=injected)
     assert marker.exists()  # the first attempt did kill its worker
     assert attempts.read_text().split().count(target) == 2  # and Ray ran it again
     assert (report.exported, report.failed) == (demo_export.report.exported, 0)
@@ -307,7 +308,7 @@ def test_a_killed_worker_is_retried_and_the_dataset_is_complete(
 
 
 def test_a_task_lost_for_good_stops_the_run_and_commits_nothing_of_it(
-    ray_instance: None, demo_export: DemoExport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ray_instance: None, demo_export: DemoExport, tmp_path: Path
 ) -> None:
     server = demo_export.server
     # The last recording the export takes up, so others are committed before it is lost.
@@ -316,19 +317,17 @@ def test_a_task_lost_for_good_stops_the_run_and_commits_nothing_of_it(
     marker, attempts = tmp_path / "killed-once", tmp_path / "attempts.log"
     wrap = killing_first_attempt(target, marker, attempts)
     no_retry = WrappedExecutor(RayExecutor(max_in_flight=1, max_retries=0), wrap)
-    monkeypatch.setattr(pipeline_module, "make_executor", lambda *a, **o: no_retry)
     out = tmp_path / "ray"
     # One recording per shard, so the manifest is committed while the run goes on.
     config = export_config(demo_export.server, out, executor="ray", shard_rows=1)
     with pytest.raises(OdysseyDataError, match="lost"):
-        export(config)
+        export(config, executor=no_retry)
     ds = open_dataset(str(out))
     assert len(ds.manifest.recordings) >= 2  # commits happened before the loss
     assert target not in ds.manifest.recordings  # its video was written, never committed
     assert f"videos/{target}.mp4" not in ds.manifest.files
     assert (out / "videos" / f"{target}.mp4").exists()
     assert ds.verify() == []
-    monkeypatch.undo()
     # A re-run (the marker is there now, no more kills) finishes the dataset.
     report = export(export_config(demo_export.server, out, executor="ray", workers=2))
     assert report.failed == 0
