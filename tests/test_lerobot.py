@@ -390,42 +390,45 @@ def lerobot_python() -> str:
         pytest.skip(str(exc))
 
 
+# Module-scoped and outside the class: pytest 9.2 tears a class-scoped fixture written as
+# an instance method down twice (an AssertionError in its finaliser bookkeeping).
+@pytest.fixture(scope="module")
+def loaded(converted: Converted, lerobot_python: str) -> dict[str, Any]:
+    # A row where the prompt changes (first interaction of the first episode).
+    first = converted.expected[episode_order(converted)[0]]
+    change = next(k for k in range(1, len(first.tasks)) if first.tasks[k] != first.tasks[k - 1])
+    with tempfile.TemporaryDirectory(prefix="odyssey-lerobot-") as tmp:
+        out = Path(tmp) / "report.json"
+        env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "HF_HOME": str(Path(tmp) / "hf-home"),
+            "PYTHONPATH": str(ROOT),
+            "PYTHONWARNINGS": "ignore",
+        }
+        result = subprocess.run(
+            [
+                lerobot_python,
+                str(ROOT / "tests" / "lerobot_env" / "check_dataset.py"),
+                str(converted.output),
+                "odyssey/demo",
+                str(change),
+                str(out),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr[-4000:]
+        data: dict[str, Any] = json.loads(out.read_text())
+    data["change_row"] = change
+    return data
+
+
 @pytest.mark.timeout(2400)  # the first run on a machine builds the environment
 class TestRealLeRobot:
-    @pytest.fixture(scope="class")
-    def loaded(self, converted: Converted, lerobot_python: str) -> dict[str, Any]:
-        # A row where the prompt changes (first interaction of the first episode).
-        first = converted.expected[episode_order(converted)[0]]
-        change = next(k for k in range(1, len(first.tasks)) if first.tasks[k] != first.tasks[k - 1])
-        with tempfile.TemporaryDirectory(prefix="odyssey-lerobot-") as tmp:
-            out = Path(tmp) / "report.json"
-            env = {
-                **os.environ,
-                "HF_HUB_OFFLINE": "1",
-                "HF_HOME": str(Path(tmp) / "hf-home"),
-                "PYTHONPATH": str(ROOT),
-                "PYTHONWARNINGS": "ignore",
-            }
-            result = subprocess.run(
-                [
-                    lerobot_python,
-                    str(ROOT / "tests" / "lerobot_env" / "check_dataset.py"),
-                    str(converted.output),
-                    "odyssey/demo",
-                    str(change),
-                    str(out),
-                ],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=1200,
-                check=False,
-            )
-            assert result.returncode == 0, result.stderr[-4000:]
-            data: dict[str, Any] = json.loads(out.read_text())
-        data["change_row"] = change
-        return data
-
     def test_length_and_episode_boundaries(self, converted: Converted, loaded: dict) -> None:
         order = episode_order(converted)
         total = sum(len(converted.expected[sid].source) for sid in order)
