@@ -12,12 +12,60 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from odyssey_data._version import __version__
 from odyssey_data.errors import DatasetDamagedError, StorageError
-from odyssey_data.schema import FORMAT, FORMAT_VERSION, TABLES
-from odyssey_data.storage import MANIFEST_NAME, DatasetStore, FileEntry, utc_now_iso
+
+if TYPE_CHECKING:
+    from odyssey_data.storage import DatasetStore
+
+#: The manifest's name at the dataset root.
+MANIFEST_NAME = "manifest.json"
+#: What a manifest's ``format`` field says, and the version of that format.
+FORMAT = "odyssey-data"
+FORMAT_VERSION = 1
+#: The tables, in the order they are written and listed in the manifest.
+TABLES = ("frames", "recordings", "events", "segments", "qc")
+
+
+def utc_now_iso() -> str:
+    """The current UTC time as ISO 8601 with a ``Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """A file the manifest lists: where, what, how big, and its checksum."""
+
+    path: str
+    kind: str
+    num_rows: int | None
+    bytes: int
+    sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest's JSON form."""
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "num_rows": self.num_rows,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FileEntry:
+        """Parse the manifest's JSON form."""
+        return cls(
+            path=str(data["path"]),
+            kind=str(data["kind"]),
+            num_rows=None if data.get("num_rows") is None else int(data["num_rows"]),
+            bytes=int(data["bytes"]),
+            sha256=str(data["sha256"]),
+        )
+
 
 __all__ = ["Manifest", "RecordingStatus"]
 

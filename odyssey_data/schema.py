@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-FORMAT = "odyssey-data"
-FORMAT_VERSION = 1
-
-#: The tables, in the order they are written and listed in the manifest.
-TABLES = ("frames", "recordings", "events", "segments", "qc")
+# Declared with the manifest (which names the format and lists the tables, and needs no
+# Arrow); re-exported here so the schemas and the names they go with stay together.
+from odyssey_data.manifest import FORMAT as FORMAT
+from odyssey_data.manifest import FORMAT_VERSION as FORMAT_VERSION
+from odyssey_data.manifest import TABLES as TABLES
 
 FRAMES_SCHEMA = pa.schema(
     [

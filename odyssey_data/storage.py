@@ -45,8 +45,6 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -67,6 +65,7 @@ from odyssey_data.errors import (
     StorageUnreachableError,
     redact_url,
 )
+from odyssey_data.manifest import MANIFEST_NAME, FileEntry, utc_now_iso
 from odyssey_data.schema import TABLES
 from odyssey_data.storage_errors import bad_option_error, known_options, storage_error, translating
 
@@ -86,7 +85,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.json"
 #: The writer lock at the dataset root; readers ignore it.
 LOCK_NAME = "_odyssey.lock"
 #: Prefix of local temp files (renamed into place when whole; leftovers are removed).
@@ -178,11 +176,6 @@ def _scratch_owner_alive(name: str) -> bool:
     return _process_alive(pid, None if start == "0" else start)
 
 
-def utc_now_iso() -> str:
-    """The current UTC time as ISO 8601 with a ``Z``."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def safe_name(stream_id: str) -> str:
     """A file name for ``stream_id`` that cannot escape its folder or meet another id's.
 
@@ -217,38 +210,6 @@ def hash_file(handle: IO[bytes], chunk: int = 1 << 20) -> tuple[str, int]:
         digest.update(block)
         size += len(block)
     return digest.hexdigest(), size
-
-
-@dataclass(frozen=True, slots=True)
-class FileEntry:
-    """A file the manifest lists: where, what, how big, and its checksum."""
-
-    path: str
-    kind: str
-    num_rows: int | None
-    bytes: int
-    sha256: str
-
-    def to_json(self) -> dict[str, Any]:
-        """The manifest's JSON form."""
-        return {
-            "path": self.path,
-            "kind": self.kind,
-            "num_rows": self.num_rows,
-            "bytes": self.bytes,
-            "sha256": self.sha256,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> FileEntry:
-        """Parse the manifest's JSON form."""
-        return cls(
-            path=str(data["path"]),
-            kind=str(data["kind"]),
-            num_rows=None if data.get("num_rows") is None else int(data["num_rows"]),
-            bytes=int(data["bytes"]),
-            sha256=str(data["sha256"]),
-        )
 
 
 class _HashingWriter(io.RawIOBase):
