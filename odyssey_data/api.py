@@ -332,11 +332,18 @@ _HTTPS_ONLY = "odyssey_data.https_only"
 
 
 class _Retryable(Exception):
-    """A failed attempt worth repeating; ``wait_s`` overrides the backoff when set."""
+    """A failed attempt worth repeating; ``wait_s`` overrides the backoff when set.
 
-    def __init__(self, message: str, wait_s: float | None = None) -> None:
+    ``status_code`` is the HTTP status that made it retryable (a 429, a 5xx), when an
+    answer did: the decision travels as an attribute, never parsed back out of the text.
+    """
+
+    def __init__(
+        self, message: str, wait_s: float | None = None, *, status_code: int | None = None
+    ) -> None:
         super().__init__(message)
         self.wait_s = wait_s
+        self.status_code = status_code
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -666,6 +673,7 @@ class OdysseyClient:
                     raise _Retryable(
                         f"HTTP {response.status_code} from {redact_url(url)}",
                         _retry_after(response),
+                        status_code=response.status_code,
                     )
                 return response
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
@@ -753,8 +761,9 @@ class OdysseyClient:
         try:
             response = self._send("GET", url, auth=True, params=params)
         except _Retryable as exc:
-            status = 429 if "HTTP 429" in str(exc) else None
-            cls = RateLimited if status == 429 else ApiError
+            cls = RateLimited if exc.status_code == 429 else ApiError
+            # The status as before: only a 429 is named (a 5xx stays a plain ApiError).
+            status = 429 if exc.status_code == 429 else None
             raise cls(f"{what}: still failing after retries ({exc})", status_code=status) from exc
         except httpx.HTTPError as exc:
             raise ApiError(
@@ -1040,7 +1049,11 @@ class OdysseyClient:
             state["url"] = fresh
             raise _Retryable(f"presigned URL expired at {redact_url(url)}", 0.0)
         if _is_transient_status(status):
-            raise _Retryable(f"HTTP {status} from {redact_url(url)}", _retry_after(response))
+            raise _Retryable(
+                f"HTTP {status} from {redact_url(url)}",
+                _retry_after(response),
+                status_code=status,
+            )
         if status == 416 and offset:
             # Nothing left to send from ``offset``: done if that is the whole size,
             # else the object changed under us; start over either way.

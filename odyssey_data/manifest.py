@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from odyssey_data._version import __version__
 from odyssey_data.errors import DatasetDamagedError, StorageError
@@ -67,16 +67,33 @@ class FileEntry:
         )
 
 
-__all__ = ["Manifest", "RecordingStatus"]
+__all__ = ["STATUSES", "Manifest", "RecordingStatus", "Status", "parse_status"]
 
 _SHARD = re.compile(r"^(frames|recordings|events|segments)/part-(\d+)\.parquet$")
+
+
+#: What became of a recording: ``exported``; ``failed`` (with the reason: a re-run tries
+#: again); ``skipped`` (with the reason: not ready yet, a job not completed…).
+Status = Literal["exported", "failed", "skipped"]
+STATUSES: tuple[Status, ...] = ("exported", "failed", "skipped")
+
+
+def parse_status(value: object) -> Status:
+    """``value`` as a :data:`Status`.
+
+    Raises:
+        ValueError: not one of :data:`STATUSES` (a damaged manifest).
+    """
+    if value not in STATUSES:
+        raise ValueError(f"unknown recording status {value!r}")
+    return value
 
 
 @dataclass(slots=True)
 class RecordingStatus:
     """One recording's line in the manifest."""
 
-    status: str
+    status: Status
     reason: str | None = None
     shard: int | None = None
     video_path: str | None = None
@@ -101,7 +118,7 @@ class RecordingStatus:
         """Parse the manifest's JSON form."""
         known = {"status", "reason", "shard", "video_path", "frames", "updated_at"}
         return cls(
-            status=str(data["status"]),
+            status=parse_status(data["status"]),
             reason=data.get("reason"),
             shard=data.get("shard"),
             video_path=data.get("video_path"),

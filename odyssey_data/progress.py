@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from odyssey_data.manifest import Status
     from odyssey_data.pipeline import ExportReport, RecordingResult
 
 __all__ = [
@@ -119,7 +120,7 @@ class ProgressUpdate:
     done: int
     total: int
     stream_id: str
-    status: str
+    status: Status
     reason: str | None
     frames: int
     bytes: int

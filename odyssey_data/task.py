@@ -23,6 +23,7 @@ from odyssey_data.errors import (
     StorageNotFoundError,
     StorageUnreachableError,
 )
+from odyssey_data.manifest import Status
 from odyssey_data.measure import QCOptions
 from odyssey_data.models import Recording, RecordingInfo, ScriptEntry
 from odyssey_data.storage import DatasetStore, FileEntry
@@ -121,7 +122,7 @@ class RecordingResult:
     """
 
     stream_id: str
-    status: str
+    status: Status
     reason: str | None = None
     frames: pa.Table | None = None
     spilled: SpilledFrames | None = None

@@ -11,6 +11,7 @@ import pytest
 
 from odyssey_data.api import OdysseyClient, OffsetPaginator, RetryPolicy, resolve_credentials
 from odyssey_data.errors import (
+    ApiError,
     ApiResponseError,
     AuthError,
     ConfigError,
@@ -156,8 +157,21 @@ def test_429_honours_retry_after_then_succeeds() -> None:
 
 def test_429_forever_is_rate_limited() -> None:
     with client_for(lambda r: httpx.Response(429, headers={"Retry-After": "0"})) as client:
-        with pytest.raises(RateLimited):
+        with pytest.raises(RateLimited) as caught:
             client.get_recording("a")
+    assert caught.value.status_code == 429
+
+
+def test_503_forever_is_an_api_error_not_rate_limited() -> None:
+    # The retry decision travels as the status attribute, not as text in the message.
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, text="HTTP 429 upstream", headers={"Retry-After": "0"})
+
+    with client_for(handler) as client:
+        with pytest.raises(ApiError) as caught:
+            client.get_recording("a")
+    assert not isinstance(caught.value, RateLimited)
+    assert caught.value.status_code is None
 
 
 def test_credentials_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
