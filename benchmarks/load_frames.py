@@ -32,7 +32,7 @@ import polars as pl
 from odyssey_data import open_dataset
 from odyssey_data.demo import DemoServer, make_demo_catalog
 from odyssey_data.pipeline import export
-from odyssey_data.video_reader import FrameIndex
+from odyssey_data.video import FrameIndex
 
 
 def sequential_decode(paths: list[Path], wanted: dict[Path, set[int]]) -> tuple[int, float]:

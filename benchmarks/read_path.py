@@ -72,7 +72,7 @@ from odyssey_data.decoders import DecoderCache
 from odyssey_data.errors import OdysseyDataError
 from odyssey_data.pipeline import export
 from odyssey_data.torch import ClipDataset, FrameDataset
-from odyssey_data.video_reader import FrameIndex
+from odyssey_data.video import FrameIndex
 
 SIZE = (640, 360)
 

@@ -26,8 +26,7 @@ from odyssey_data.errors import ConfigError, StorageError
 from odyssey_data.manifest import Manifest
 from odyssey_data.schema import SCHEMAS, TABLES
 from odyssey_data.storage import MANIFEST_NAME, DatasetStore
-from odyssey_data.video import available_cores
-from odyssey_data.video_reader import FrameIndex, read_frames
+from odyssey_data.video import FrameIndex, available_cores, read_frames
 
 if TYPE_CHECKING:
     from odyssey_data.lerobot import LeRobotReport

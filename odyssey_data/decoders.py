@@ -2,13 +2,13 @@
 
 A training loop reads one frame or one clip at a time, in random order, from a few
 hundred videos. Opening a video costs a container probe and a fresh decoder each time;
-a :class:`DecoderCache` keeps :class:`~odyssey_data.video_reader.VideoReader` objects open
+a :class:`DecoderCache` keeps :class:`~odyssey_data.video.VideoReader` objects open
 instead and reuses one for every item of the same video, positioned where its last read
 ended (it decodes forward when the next frame is ahead in the same group of pictures,
 and seeks by the frames table's key-frame index otherwise).
 
 Bounded: at most ``max_open`` decoders and about ``max_bytes`` of decoder memory (each
-reader's :attr:`~odyssey_data.video_reader.VideoReader.nbytes` estimate); the least recently
+reader's :attr:`~odyssey_data.video.VideoReader.nbytes` estimate); the least recently
 used decoder is closed first. With the defaults (64 decoders, 512 MiB) a worker reading
 640x360 recordings keeps 64 open (466 MB by the estimate, 277 MB measured); 100 open
 measured 417 MB, as much as plain PyAV keeping them open (``benchmarks/read_path.py``).
@@ -21,7 +21,7 @@ touches decoder threads that exist only in its parent. Thread-safe: a reader is 
 out of the cache while a thread decodes with it, so two threads never share one.
 
 Threads are chosen per request (:meth:`FrameIndex.threads_for
-<odyssey_data.video_reader.FrameIndex.threads_for>`): isolated frames decode on one thread,
+<odyssey_data.video.FrameIndex.threads_for>`): isolated frames decode on one thread,
 long runs (clips, sequential scans) on frame threads up to the caller's budget; a video
 read both ways keeps one decoder of each kind.
 
@@ -43,8 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from odyssey_data.errors import ConfigError
-from odyssey_data.video import VideoSource
-from odyssey_data.video_reader import FrameIndex, VideoReader
+from odyssey_data.video import FrameIndex, VideoReader, VideoSource
 
 __all__ = ["DecoderCache"]
 

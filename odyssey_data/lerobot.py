@@ -52,8 +52,7 @@ from odyssey_data._version import __version__
 from odyssey_data.align import TIME_TOLERANCE_S, PromptTimeline, align_frames
 from odyssey_data.errors import ConfigError, OdysseyDataError, StorageError, redact_url
 from odyssey_data.storage import TMP_PREFIX, DatasetStore, utc_now_iso
-from odyssey_data.video import stream_params
-from odyssey_data.video_encode import resample_video
+from odyssey_data.video import resample_video, stream_params
 
 if TYPE_CHECKING:
     from odyssey_data.dataset import Dataset

@@ -42,8 +42,7 @@ from odyssey_data.clips import clip_index, split_of
 from odyssey_data.dataset import Dataset, open_dataset
 from odyssey_data.decoders import DecoderCache
 from odyssey_data.errors import ConfigError, MissingDependencyError
-from odyssey_data.video import available_cores
-from odyssey_data.video_reader import FrameIndex
+from odyssey_data.video import FrameIndex, available_cores
 
 try:
     import torch
@@ -142,7 +141,7 @@ def _thread_budget() -> int:
 
 
 class _FrameIndexes:
-    """Each video's :class:`~odyssey_data.video_reader.FrameIndex`, as views of sorted columns.
+    """Each video's :class:`~odyssey_data.video.FrameIndex`, as views of sorted columns.
 
     ``pts`` and ``is_keyframe`` hold every frame of the dataset sorted by
     (``stream_id``, ``frame_index``), so one recording's frames are one slice, in pts order.

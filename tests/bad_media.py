@@ -12,7 +12,7 @@ import av
 import numpy as np
 
 from odyssey_data.demo.synth import DEMO_EPOCH, make_demo_recording
-from odyssey_data.video_encode import encode_video
+from odyssey_data.video import encode_video
 
 #: A one-second recording (flat events log, pts from 0) that the bad inputs derive from.
 BASE = make_demo_recording(4242, started_at=DEMO_EPOCH, seconds=1.0, start_pts=0, events_shape=1)

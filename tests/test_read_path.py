@@ -20,12 +20,18 @@ import numpy as np
 import pytest
 from conftest import DemoExport
 
-from odyssey_data import open_dataset, video, video_reader
+from odyssey_data import open_dataset, video
 from odyssey_data.decoders import DecoderCache
 from odyssey_data.errors import ConfigError, DecodeError
-from odyssey_data.video import available_cores, decode_frames, probe_frames
-from odyssey_data.video_encode import encode_video
-from odyssey_data.video_reader import LONG_RUN_FRAMES, FrameIndex, VideoReader
+from odyssey_data.video import (
+    LONG_RUN_FRAMES,
+    FrameIndex,
+    VideoReader,
+    available_cores,
+    decode_frames,
+    encode_video,
+    probe_frames,
+)
 
 torch = pytest.importorskip("torch")
 
@@ -105,9 +111,7 @@ def test_a_kept_reader_gives_the_pictures_of_a_full_decode(
     with VideoReader(keyed_video, index=index, threads=threads) as reader:
         planned = 0
         for wanted in access_patterns(pts, seed=threads):
-            plan = index.plan(
-                sorted(set(wanted)), reader.position, video_reader.min_forward_skip(threads)
-            )
+            plan = index.plan(sorted(set(wanted)), reader.position, video.min_forward_skip(threads))
             assert plan is not None
             before = reader.decoded
             images = reader.read(wanted)
@@ -167,14 +171,14 @@ def test_threads_are_chosen_per_request(index: FrameIndex, timing: video.FrameTi
 def test_the_reader_opens_without_the_probe_decode(
     keyed_video: Path, index: FrameIndex, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_open = video_reader._open
+    real_open = video._open
     calls = []
 
     def spy(source: object, what: str, *, packets_only: bool = False) -> object:
         calls.append(packets_only)
         return real_open(source, what, packets_only=packets_only)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(video_reader, "_open", spy)
+    monkeypatch.setattr(video, "_open", spy)
     with VideoReader(keyed_video, index=index) as reader:
         reader.read([int(index.key_pts[3])])
     assert calls == [True]

@@ -27,8 +27,7 @@ from odyssey_data.pipeline import (
     RecordingResult,
     export,
 )
-from odyssey_data.video import decode_frames
-from odyssey_data.video_encode import encode_video
+from odyssey_data.video import decode_frames, encode_video
 
 
 def _frames(n: int):

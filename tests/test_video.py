@@ -10,11 +10,9 @@ import av
 import numpy as np
 import pytest
 
-from odyssey_data import video, video_encode
+from odyssey_data import video
 from odyssey_data.errors import DecodeError
-from odyssey_data.video import iter_decoded, probe_frames
-from odyssey_data.video_encode import encode_video
-from odyssey_data.video_reader import read_frames
+from odyssey_data.video import encode_video, iter_decoded, probe_frames, read_frames
 
 
 def make_frames(n: int, start_pts: int, jitter: bool, seed: int = 0):
@@ -188,7 +186,7 @@ def test_resample_video_repeats_a_frame_at_the_source_size(vfr_video: Path, tmp_
     pts = probe_frames(vfr_video).pts
     wanted = np.repeat(pts[:10], 2)  # every source frame shown twice
     out = tmp_path / "cfr.mp4"
-    video_encode.resample_video(vfr_video, out, wanted, fps=30, size=(160, 96))
+    video.resample_video(vfr_video, out, wanted, fps=30, size=(160, 96))
     shown = [p for p, _ in iter_decoded(out)]
     assert len(shown) == 20
     assert len(set(np.diff(shown).tolist())) == 1  # a constant rate

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from odyssey_data.video_encode import encode_jpeg, encode_video
+from odyssey_data.video import encode_jpeg, encode_video
 
 __all__ = [
     "DEMO_EPOCH",
