@@ -31,7 +31,8 @@ from odyssey_data.errors import (
 
 if _TYPE_CHECKING:
     from odyssey_data.dataset import Dataset, open_dataset
-    from odyssey_data.pipeline import ExportConfig, ExportReport, export, list_recordings
+    from odyssey_data.options import ExportConfig
+    from odyssey_data.pipeline import ExportReport, export, list_recordings
 
 __all__ = [
     "ApiError",
@@ -52,7 +53,7 @@ __all__ = [
 _LAZY = {
     "Dataset": "odyssey_data.dataset",
     "open_dataset": "odyssey_data.dataset",
-    "ExportConfig": "odyssey_data.pipeline",
+    "ExportConfig": "odyssey_data.options",
     "ExportReport": "odyssey_data.pipeline",
     "export": "odyssey_data.pipeline",
     "list_recordings": "odyssey_data.pipeline",

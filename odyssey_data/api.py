@@ -26,7 +26,6 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import logging
-import math
 import os
 import random
 import re
@@ -63,6 +62,7 @@ from odyssey_data.models import (
     SimulationJobPage,
     is_metadata_host,
 )
+from odyssey_data.options import RetryPolicy
 from odyssey_data.progress import LIVE
 
 __all__ = [
@@ -236,40 +236,6 @@ def resolve_credentials(api_url: str | None, api_key: str | None) -> tuple[str, 
             "(or try 'odyssey-data demo' to run against the local demo server)"
         )
     return url, key
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How hard to retry a transient failure (per request or download).
-
-    Attributes:
-        attempts: tries in all, the first included.
-        timeout_s: give up retrying after this long in all.
-        wait_initial_s: first backoff wait.
-        wait_max_s: cap of one backoff wait (a ``Retry-After`` above it is capped too).
-        max_url_refreshes: fresh presigned URLs asked for one download at most.
-    """
-
-    attempts: int = 6
-    timeout_s: float = 120.0
-    wait_initial_s: float = 0.2
-    wait_max_s: float = 10.0
-    max_url_refreshes: int = 3
-
-    def __post_init__(self) -> None:
-        # Every retry loop must end: finite, bounded values only.
-        bounds = (
-            ("attempts", self.attempts, 1, 100),
-            ("timeout_s", self.timeout_s, 0, 86_400),
-            ("wait_initial_s", self.wait_initial_s, 0, 3_600),
-            ("wait_max_s", self.wait_max_s, 0, 3_600),
-            ("max_url_refreshes", self.max_url_refreshes, 0, 100),
-        )
-        for name, value, low, high in bounds:
-            if not (
-                isinstance(value, int | float) and math.isfinite(value) and low <= value <= high
-            ):
-                raise ConfigError(f"retry {name} must be within [{low}, {high}], not {value}")
 
 
 @dataclass(slots=True)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import gc
-import json
 import logging
 import os
 import re
@@ -48,8 +47,16 @@ from rich.text import Text
 
 from odyssey_data._version import __version__
 from odyssey_data.errors import ConfigError, MissingDependencyError, OdysseyDataError, printable
-from odyssey_data.images import FORMATS, parse_resize
-from odyssey_data.pipeline import ExportConfig, ExportReport, ProgressSink
+from odyssey_data.options import (
+    CLI,
+    OPTION,
+    OPTIONS,
+    SOURCES,
+    ExportConfig,
+    parse_resize,
+    read_options,
+)
+from odyssey_data.pipeline import ExportReport, ProgressSink
 from odyssey_data.progress import LIVE, ProgressUpdate, human_bytes, human_seconds
 
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
@@ -142,15 +149,8 @@ def _progress(args: argparse.Namespace) -> ProgressSink:
 
 
 def _storage_options(pairs: Sequence[str] | None) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for pair in pairs or ():
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--storage-option takes KEY=VALUE, not {pair!r}")
-        try:
-            options[key] = json.loads(value)
-        except ValueError:
-            options[key] = value
+    """``--storage-option KEY=VALUE`` flags, read as the export option is."""
+    options: dict[str, Any] = OPTION["storage_options"].read(pairs or [], CLI) or {}
     return options
 
 
@@ -183,42 +183,11 @@ def _print_report(report: ExportReport, as_json: bool) -> None:
 
 
 def _config(args: argparse.Namespace, output: str, **extra: Any) -> ExportConfig:
-    if args.resize and args.frames == "reference":
-        raise ConfigError("--resize applies to materialised frames: add --frames jpeg")
-    return ExportConfig(
-        output=output,
-        api_url=extra.get("api_url", args.api_url),
-        api_key=extra.get("api_key", args.api_key),
-        limit=args.limit,
-        stream_ids=tuple(args.stream_id or ()),
-        source=args.source,
-        job_ids=tuple(args.job_id or ()),
-        job_status=args.status,
-        with_thumbnails=args.with_thumbnails,
-        workers=args.workers,
-        executor=args.executor,
-        ray_address=args.ray_address,
-        storage_options=_storage_options(args.storage_option),
-        event_offset_ms=args.event_offset_ms,
-        probe=args.probe,
-        overwrite=args.overwrite,
-        allow_foreign_files=args.allow_foreign_files,
-        shard_rows=args.shard_rows,
-        break_lock=args.break_lock,
-        # 0 (or less): never by age; NaN is refused by the config, not taken for 0.
-        lock_timeout_s=args.lock_timeout if not args.lock_timeout <= 0 else None,
-        max_download_bytes=args.max_download_bytes,
-        min_download_rate=args.min_download_rate,
-        frames=args.frames,
-        resize=parse_resize(args.resize) if args.resize else None,
-        fps=args.fps,
-        image_quality=args.image_quality,
-        checkpoint_every=args.checkpoint_every,
-        checkpoint_seconds=args.checkpoint_seconds,
-        mix_options=args.mix_options,
-        qc=args.qc,
-        qc_fail_on=tuple(args.qc_fail_on or ()),
-    )
+    """The export options the command line gave (see :func:`_add_options`); ``extra``
+    are set by the command itself (the demo server's URL and key)."""
+    given = {spec.name: getattr(args, spec.name, None) for spec in _FLAGGED}
+    given.update(output=output, **extra)
+    return ExportConfig(**read_options(given, CLI))
 
 
 def _dry_run(config: ExportConfig, as_json: bool) -> int:
@@ -655,40 +624,62 @@ def _common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     )
 
 
-def _api_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--api-url", help="API base URL (default: $ODYSSEY_API_URL or the public API)"
-    )
-    parser.add_argument("--api-key", help="API key ody_... (default: $ODYSSEY_API_KEY)")
+#: The export options the command line sets by flags (OUTPUT is each command's operand).
+_FLAGGED = tuple(spec for spec in OPTIONS if spec.cli is not None and spec.cli.startswith("--"))
 
 
-def _source_options(parser: argparse.ArgumentParser, default: str) -> None:
-    parser.add_argument(
-        "--source",
-        choices=("streams", "simulations", "all"),
-        default=default,
-        help="stream recordings, simulation job outputs, or both into one dataset "
-        f"(default {default})",
-    )
-    parser.add_argument(
-        "--job-id", action="append", metavar="ID", help="only this simulation job (repeatable)"
-    )
-    parser.add_argument(
-        "--status",
-        choices=("pending", "dispatched", "processing", "completed", "failed", "cancelled"),
-        help="list only simulation jobs of this status (default: all; those not completed "
-        "are recorded as skipped)",
-    )
+def _shown_default(value: Any) -> str | None:
+    if value is None or value == () or value == {} or value is False:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+def _add_options(
+    parser: argparse.ArgumentParser,
+    names: Sequence[str] | None = None,
+    *,
+    skip: Sequence[str] = (),
+    defaults: dict[str, Any] | None = None,
+) -> None:
+    """Add the flags of export options (all, or ``names``) from their declarations in
+    :mod:`odyssey_data.options`; their values are read by :func:`_config`.
+
+    ``defaults`` replaces a declared default for this command (the demo's ``--source``).
+    """
+    defaults = defaults or {}
+    for spec in _FLAGGED:
+        if (names is not None and spec.name not in names) or spec.name in skip:
+            continue
+        assert spec.cli is not None
+        default = defaults.get(spec.name, spec.default)
+        shown = _shown_default(default)
+        help = spec.help
+        if shown and spec.kind.cli == "value" and "default" not in help:
+            help += f" (default {shown})"
+        metavar = spec.metavar
+        if spec.choices is not None:
+            metavar = "{" + ",".join(spec.choices) + "}"
+        if spec.kind.cli == "flag":
+            parser.add_argument(spec.cli, dest=spec.name, action="store_true", help=help)
+        else:
+            action = "append" if spec.kind.cli == "append" else "store"
+            parser.add_argument(
+                spec.cli,
+                dest=spec.name,
+                action=action,
+                metavar=metavar,
+                default=defaults.get(spec.name),
+                help=help,
+            )
 
 
 def _storage_option_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--storage-option",
-        action="append",
-        metavar="KEY=VALUE",
-        help="fsspec option of the dataset's filesystem, e.g. endpoint_url=http://host:9000 "
-        "(repeatable; VALUE is JSON if it parses)",
-    )
+    """``--storage-option`` of commands that read a dataset (the export's own is in
+    :func:`_add_options`)."""
+    spec = OPTION["storage_options"]
+    parser.add_argument(spec.cli or "", action="append", metavar=spec.metavar, help=spec.help)
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
@@ -705,165 +696,6 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         "completed), not only when one failed",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-
-
-def _export_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--with-thumbnails",
-        action="store_true",
-        help="also store each recording's thumbnail JPEG and preview MP4 beside its video",
-    )
-    parser.add_argument(
-        "--limit",
-        type=int,
-        metavar="N",
-        help="export at most N recordings that can be exported (most recent first; "
-        "still-active streams do not count)",
-    )
-    parser.add_argument(
-        "--stream-id", action="append", metavar="ID", help="only this recording (repeatable)"
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        metavar="N",
-        help="recordings in parallel (default: the number of cores)",
-    )
-    parser.add_argument(
-        "--executor",
-        choices=("local", "ray"),
-        default="local",
-        help="where recordings run: this machine (default; threads for reference mode, "
-        "processes for materialised frames) or Ray (extra odyssey-data[ray])",
-    )
-    parser.add_argument(
-        "--ray-address",
-        metavar="ADDR",
-        help="Ray cluster for --executor ray (default: $RAY_ADDRESS or a new local Ray)",
-    )
-    _storage_option_flag(parser)
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="start a fresh dataset (also the way out of a damaged manifest.json)",
-    )
-    parser.add_argument(
-        "--mix-options",
-        action="store_true",
-        help="add recordings even though the dataset holds recordings exported with other "
-        "--frames/--resize/--fps/--image-quality/--source/--event-offset-ms",
-    )
-    parser.add_argument(
-        "--allow-foreign-files",
-        action="store_true",
-        help="add a new dataset to a folder that already holds other files (they are never "
-        "deleted or overwritten; a file named like one the export writes is refused)",
-    )
-    parser.add_argument(
-        "--shard-rows",
-        type=int,
-        default=1_000_000,
-        metavar="N",
-        help="frame rows per shard at most (default 1000000)",
-    )
-    parser.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=100,
-        metavar="N",
-        help="commit the dataset at least every N finished recordings (default 100)",
-    )
-    parser.add_argument(
-        "--checkpoint-seconds",
-        type=float,
-        default=30.0,
-        metavar="T",
-        help="... or at least every T seconds, whichever comes first (default 30): an "
-        "interrupted run loses at most that much work",
-    )
-    parser.add_argument(
-        "--break-lock",
-        action="store_true",
-        help="take the dataset's writer lock even if another export seems to hold it "
-        "(only when you know that export is dead; also the way out of a damaged lock)",
-    )
-    parser.add_argument(
-        "--lock-timeout",
-        type=float,
-        default=6 * 3600.0,
-        metavar="SECONDS",
-        help="a writer lock idle for longer is stale and broken (default 21600; 0: never by "
-        "age, only when its process is gone from this machine)",
-    )
-    parser.add_argument(
-        "--event-offset-ms",
-        type=float,
-        default=0.0,
-        metavar="MS",
-        help="added to every event time (default 0)",
-    )
-    parser.add_argument(
-        "--frames",
-        choices=FORMATS,
-        default="reference",
-        help="reference (default: rows point into the videos) or an image format to "
-        "materialise each frame in the image column (needs odyssey-data[images])",
-    )
-    parser.add_argument(
-        "--resize",
-        metavar="WxH",
-        help="size of materialised frames; W alone keeps the aspect ratio (WxH warns when it "
-        "stretches)",
-    )
-    parser.add_argument(
-        "--fps", type=float, help="keep only the frame nearest to each tick of this rate"
-    )
-    parser.add_argument(
-        "--image-quality",
-        type=int,
-        default=90,
-        metavar="Q",
-        help="JPEG/WebP quality 1..100 (default 90)",
-    )
-    parser.add_argument(
-        "--probe",
-        choices=("auto", "demux", "decode"),
-        default="auto",
-        help="how frame timing is read (default auto: demux, checked against a decode)",
-    )
-    parser.add_argument(
-        "--qc",
-        choices=("off", "reference", "response", "decode"),
-        default="reference",
-        help="quality control into the qc table: reference (default: frame timing and "
-        "prompts, no pixel decoded), response (also each interaction's visual response "
-        "latency, decoding a short window after it), decode (also frozen stretches, "
-        "decoding every frame at low resolution) or off",
-    )
-    parser.add_argument(
-        "--qc-fail-on",
-        action="append",
-        metavar="EXPR",
-        help="fail a recording whose qc value breaks this rule, e.g. 'gaps>0' or "
-        "'response_latency_max_s>1.5' (repeatable; it is not exported, a re-run checks "
-        "it again)",
-    )
-    parser.add_argument(
-        "--max-download-bytes",
-        type=int,
-        default=16 << 30,
-        metavar="N",
-        help="refuse larger downloads (default 16 GiB)",
-    )
-    parser.add_argument(
-        "--min-download-rate",
-        type=float,
-        default=16 << 10,
-        metavar="BYTES_PER_S",
-        help="a download slower than this on average (after its first read timeout) is "
-        "retried, then fails (default 16384)",
-    )
-    _run_options(parser)
 
 
 _EXAMPLES = {
@@ -920,9 +752,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("export", "export recordings from the Odyssey API into a dataset", "OUTPUT")
     p.add_argument("output", help="dataset root: a folder or fsspec URL (s3://, gs://, memory://)")
-    _api_options(p)
-    _source_options(p, "streams")
-    _export_options(p)
+    _add_options(p)
+    _run_options(p)
     p.set_defaults(func=cmd_export)
 
     p = command("run", "run a pipeline file (TOML; see pipelines/README.md)", "PIPELINE")
@@ -943,8 +774,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--recordings", type=int, default=6, help="finished demo recordings (default 6)")
     p.add_argument("--seed", type=int, default=0, help="seed of the demo catalog (default 0)")
-    _source_options(p, "all")
-    _export_options(p)
+    # The demo server gives the API; its catalog holds streams and simulation jobs.
+    _add_options(p, skip=("api_url", "api_key"), defaults={"source": "all"})
+    _run_options(p)
     p.set_defaults(func=cmd_demo, api_url=None, api_key=None)
 
     p = command("serve-demo", "run the Odyssey-compatible demo server until Ctrl-C")
@@ -962,10 +794,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve_demo)
 
     p = command("list", "list the recordings (or simulation jobs) the API has")
-    _api_options(p)
+    _add_options(p, ("api_url", "api_key"))
     p.add_argument(
         "--source",
-        choices=("streams", "simulations", "all"),
+        choices=SOURCES,
         default="streams",
         help="stream recordings (default), simulation jobs, or both",
     )

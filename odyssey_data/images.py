@@ -14,11 +14,9 @@ import numpy as np
 import numpy.typing as npt
 
 from odyssey_data.errors import ConfigError, MissingDependencyError
+from odyssey_data.options import FORMATS, parse_resize
 
 __all__ = ["FORMATS", "image_encoder", "parse_resize", "target_size"]
-
-#: Frame modes: ``reference`` (no pixels) or an image format for the ``image`` column.
-FORMATS = ("reference", "jpeg", "png", "webp")
 
 Encoder = Callable[[npt.NDArray[np.uint8]], bytes]
 
@@ -63,23 +61,6 @@ def image_encoder(fmt: str, quality: int = 90) -> Encoder:
 
         return encode_pil
     raise ConfigError(f"unknown frame format {fmt!r}; choose one of {', '.join(FORMATS)}")
-
-
-def parse_resize(text: str) -> tuple[int, int | None]:
-    """Parse ``--resize``: ``WxH`` (a fixed size) or ``W`` / ``Wx`` (keep the aspect ratio).
-
-    Raises:
-        ConfigError: not of that form, or not positive.
-    """
-    width_text, _, height_text = text.lower().partition("x")
-    try:
-        width = int(width_text)
-        height = int(height_text) if height_text.strip() else None
-    except ValueError as exc:
-        raise ConfigError(f"--resize takes WxH or W (keep aspect), not {text!r}") from exc
-    if width < 2 or (height is not None and height < 2):
-        raise ConfigError(f"--resize needs sizes of at least 2 pixels, not {text!r}")
-    return width, height
 
 
 def target_size(resize: tuple[int, int | None] | None, width: int, height: int) -> tuple[int, int]:

@@ -28,7 +28,7 @@ from odyssey_data.task import RecordingTask, SpilledFrames
 from odyssey_data.video import FrameTiming, decode_frames, stream_params, ticks_to_seconds
 
 if TYPE_CHECKING:
-    from odyssey_data.pipeline import FrameOptions
+    from odyssey_data.options import FrameOptions
 
 __all__ = ["IMAGE_BATCH", "encode_as_it_arrives", "materialise"]
 

@@ -23,32 +23,26 @@ the output streams of completed simulation jobs (see :mod:`odyssey_data.fetch` a
 from __future__ import annotations
 
 import logging
-import math
-import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from typing import Any
 
 from odyssey_data._version import __version__
-from odyssey_data.api import OdysseyClient, RetryPolicy
+from odyssey_data.api import OdysseyClient
 from odyssey_data.card import write_card
 from odyssey_data.errors import (
     ConfigError,
     OdysseyDataError,
-    redact_url,
 )
 from odyssey_data.executors import Executor, make_executor
 from odyssey_data.fetch import close_clients, fetch
-from odyssey_data.images import FORMATS, image_encoder
 from odyssey_data.manifest import Manifest, RecordingStatus
-from odyssey_data.measure import QCOptions
 from odyssey_data.models import (
-    JOB_STATUSES,
     RecordingInfo,
 )
+from odyssey_data.options import ExportConfig, FrameOptions
 from odyssey_data.progress import LIVE, ProgressSink, ProgressUpdate, make_sink
 from odyssey_data.runs import (
     check_options,
@@ -66,7 +60,6 @@ from odyssey_data.storage import (
     utc_now_iso,
 )
 from odyssey_data.task import Fetched, RecordingResult, RecordingTask
-from odyssey_data.video import ProbeMode
 from odyssey_data.work import fetch_ahead, lost, process_recording, release_fetched
 
 __all__ = [
@@ -74,6 +67,7 @@ __all__ = [
     "ExportPlan",
     "ExportReport",
     "Fetched",
+    "FrameOptions",
     "ProgressSink",
     "ProgressUpdate",
     "RecordingResult",
@@ -85,288 +79,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-#: What an export reads: stream recordings, simulation job outputs, or both.
-SOURCES = ("streams", "simulations", "all")
-
-
-#: Bounds of options (refused up front outside them: every loop and download must end).
-MAX_FPS = 1000.0
-MAX_IMAGE_SIDE = 16384
-MAX_EVENT_OFFSET_MS = 7 * 86_400_000.0  # a week either way
-MAX_SECONDS = 366 * 86_400.0  # timeouts and durations: a year
-MAX_WORKERS = 1024
-
-
-def _check_range(
-    name: str, value: float, low: float, high: float, *, low_open: bool = False
-) -> None:
-    """Refuse a non-finite ``value`` or one outside ``[low, high]`` (``(low, high]``)."""
-    inside = math.isfinite(value) and (value > low if low_open else value >= low) and value <= high
-    if not inside:
-        span = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-        raise ConfigError(f"{name} must be a finite number within {span}, not {value}")
-
-
-@dataclass(frozen=True)
-class FrameOptions:
-    """Reference rows only, or materialised images: see :class:`ExportConfig`."""
-
-    mode: str = "reference"
-    resize: tuple[int, int | None] | None = None
-    fps: float | None = None
-    quality: int = 90
-
-    @property
-    def materialised(self) -> bool:
-        """True when frames are encoded into the ``image`` column."""
-        return self.mode != "reference"
-
-    def streams(self) -> bool:
-        """True when frames are decoded while the video downloads (see ``_stream``):
-        materialised frames, whose images are made as the bytes arrive."""
-        return self.materialised
-
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` for impossible options (before any work starts)."""
-        if self.mode not in FORMATS:
-            raise ConfigError(f"frames must be one of {', '.join(FORMATS)}, not {self.mode!r}")
-        if self.fps is not None:
-            _check_range("fps", self.fps, 0.0, MAX_FPS, low_open=True)
-        if self.resize is not None:
-            for side in self.resize:
-                if side is not None:
-                    _check_range("a resize side", side, 2, MAX_IMAGE_SIDE)
-        if self.resize is not None and not self.materialised:
-            raise ConfigError("resize applies to materialised frames: add --frames jpeg")
-        if self.materialised:
-            image_encoder(self.mode, self.quality)  # fails early on a missing extra
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    """Options of one export. Secrets (the API key) are never written anywhere.
-
-    Attributes:
-        output: dataset root URL (local path or fsspec URL).
-        api_url: API base URL; default ``ODYSSEY_API_URL`` or the public API.
-        api_key: ``ody_…`` key; default ``ODYSSEY_API_KEY``.
-        limit: export at most this many recordings (most recent first); with
-            simulations, list at most this many jobs.
-        stream_ids: export only these recordings.
-        source: ``"streams"`` (stream recordings, the default), ``"simulations"``
-            (the output streams of simulation jobs) or ``"all"`` (both, one dataset).
-        job_ids: with simulations, only these jobs.
-        job_status: with simulations, list only jobs of this status (``None``: every
-            job; those not completed are recorded as skipped with the reason).
-        with_thumbnails: store each recording's thumbnail JPEG and preview MP4 beside
-            its video (when the API gives them).
-        workers: parallel recordings (default: the number of cores).
-        executor: ``"local"`` (process pool) or ``"ray"`` (Ray tasks; the ray extra).
-        ray_address: the Ray cluster to run on with ``executor="ray"`` (``"auto"``,
-            ``"ray://head:10001"``); default ``RAY_ADDRESS`` or a new local instance.
-        storage_options: fsspec options of the output filesystem.
-        event_offset_ms: added to every event time (events clock → video clock).
-        probe: how frame timing is read (``auto``: demux, verified; see ``video``).
-        overwrite: start a fresh dataset instead of adding to the existing one.
-        shard_rows: frame rows per shard before it is written (and the manifest committed).
-        break_lock: take the dataset's writer lock even if another export seems to hold
-            it (only when that export is known to be dead).
-        lock_timeout_s: a writer lock not refreshed for this long is stale and broken
-            (``None``: only a lock whose process is gone from this machine is).
-        max_download_bytes: refuse a video or events log larger than this.
-        min_download_rate: bytes per second a download attempt must average once it
-            has run for ``timeout_s`` (slower attempts are retried, then fail).
-        retry: retry policy of the API and downloads.
-        timeout_s: connect/read timeout of one HTTP request (a stalled answer fails the
-            attempt after this long and is retried).
-        frames: ``"reference"`` (no pixels in Parquet, the default) or ``"jpeg"``,
-            ``"png"``, ``"webp"``: materialise each kept frame in the ``image`` column.
-        resize: ``(width, height)`` of materialised frames; ``(width, None)`` keeps the
-            aspect ratio.
-        fps: keep only the frame nearest to each tick of this rate (others are not
-            written; ``frame_index`` keeps the video's numbering).
-        image_quality: JPEG/WebP quality, 1..100.
-        started_after: export only recordings that started at or after this time.
-        started_before: export only recordings that started before this time.
-        min_duration_s: export only recordings at least this long (by the API's duration).
-        allow_foreign_files: add a new dataset to a folder that already holds other
-            files (refused by default: see
-            :meth:`~odyssey_data.storage.DatasetStore.check_ownership`). Those files are
-            never deleted or overwritten; one whose name the export writes is refused.
-        checkpoint_every: commit the manifest at least every this many recordings
-            (finished ones since the last commit), so an interrupted run keeps them.
-        checkpoint_seconds: ... or at least every this many seconds, whichever comes
-            first. Either way commits are spaced so they take at most about 5 % of the
-            run (a commit's cost grows with the dataset).
-        mix_options: add recordings even when the dataset holds recordings made with
-            other data-shaping options (see :mod:`odyssey_data.runs`); else refused.
-        qc: quality control, one row per recording in the ``qc`` table:
-            ``"reference"`` (default: timing and prompts from the frame times, no
-            pixel decoded), ``"response"`` (also each interaction's visual response
-            latency, decoding a short window after it), ``"decode"`` (also frozen
-            stretches, decoding every frame at low resolution) or ``"off"``. See
-            :mod:`odyssey_data.qc`.
-        qc_fail_on: gate rules such as ``"gaps>0"`` or ``"response_latency_max_s>1.5"``:
-            a recording that breaks one is recorded as failed with the rule and the
-            measured value, and is not exported (a re-run checks it again).
-    """
-
-    output: str
-    api_url: str | None = None
-    api_key: str | None = field(default=None, repr=False)
-    limit: int | None = None
-    stream_ids: tuple[str, ...] = ()
-    source: str = "streams"
-    job_ids: tuple[str, ...] = ()
-    job_status: str | None = None
-    with_thumbnails: bool = False
-    workers: int | None = None
-    executor: str = "local"
-    ray_address: str | None = None
-    storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
-    event_offset_ms: float = 0.0
-    probe: ProbeMode = "auto"
-    overwrite: bool = False
-    shard_rows: int = 1_000_000
-    break_lock: bool = False
-    lock_timeout_s: float | None = 6 * 3600.0
-    max_download_bytes: int = 16 << 30
-    min_download_rate: float = 16 << 10
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    timeout_s: float = 30.0
-    frames: str = "reference"
-    resize: tuple[int, int | None] | None = None
-    fps: float | None = None
-    image_quality: int = 90
-    started_after: datetime | None = None
-    started_before: datetime | None = None
-    min_duration_s: float | None = None
-    allow_foreign_files: bool = False
-    checkpoint_every: int = 100
-    checkpoint_seconds: float = 30.0
-    mix_options: bool = False
-    qc: str = "reference"
-    qc_fail_on: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        self.frame_options().validate()
-        self.qc_options()  # validates the mode and the rules
-        if self.source not in SOURCES:
-            raise ConfigError(f"source must be one of {', '.join(SOURCES)}, not {self.source!r}")
-        if self.job_status is not None and self.job_status not in JOB_STATUSES:
-            raise ConfigError(
-                f"job_status must be one of {', '.join(JOB_STATUSES)}, not {self.job_status!r}"
-            )
-        if (self.job_ids or self.job_status) and self.source == "streams":
-            raise ConfigError("job_ids and job_status need source='simulations' or 'all'")
-        _check_range("timeout_s", self.timeout_s, 0.0, MAX_SECONDS, low_open=True)
-        _check_range("max_download_bytes", self.max_download_bytes, 1, 2**50)
-        _check_range("min_download_rate", self.min_download_rate, 1, 1e12)
-        _check_range(
-            "event_offset_ms", self.event_offset_ms, -MAX_EVENT_OFFSET_MS, MAX_EVENT_OFFSET_MS
-        )
-        if self.workers is not None:
-            _check_range("workers", self.workers, 1, MAX_WORKERS)
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"limit must be at least 1, not {self.limit}")
-        _check_range("shard_rows", self.shard_rows, 1, 2**31 - 1)
-        if self.lock_timeout_s is not None:
-            _check_range(
-                "lock_timeout_s", self.lock_timeout_s, 0.0, 10 * MAX_SECONDS, low_open=True
-            )
-        if self.ray_address is not None and self.executor != "ray":
-            raise ConfigError("ray_address needs executor='ray'")
-        if self.executor == "ray" and self.output.startswith("memory://"):
-            raise ConfigError("memory:// lives in this process; Ray workers cannot write to it")
-        if self.probe not in ("auto", "demux", "decode"):
-            raise ConfigError(f"probe must be auto, demux or decode, not {self.probe!r}")
-        for name in ("started_after", "started_before"):
-            moment = getattr(self, name)
-            if moment is not None and moment.tzinfo is None:
-                raise ConfigError(f"{name} must be a time with a time zone (e.g. ...Z)")
-        if (
-            self.started_after is not None
-            and self.started_before is not None
-            and not self.started_after < self.started_before
-        ):
-            raise ConfigError("started_after must be earlier than started_before")
-        if self.min_duration_s is not None:
-            _check_range("min_duration_s", self.min_duration_s, 0.0, MAX_SECONDS)
-        if self.checkpoint_every < 1:
-            raise ConfigError(f"checkpoint_every must be at least 1, not {self.checkpoint_every}")
-        if not self.checkpoint_seconds > 0:
-            raise ConfigError(
-                f"checkpoint_seconds must be a positive number, not {self.checkpoint_seconds}"
-            )
-
-    def frame_options(self) -> FrameOptions:
-        """What each worker does with the frames (reference rows or encoded images)."""
-        return FrameOptions(self.frames, self.resize, self.fps, self.image_quality)
-
-    def qc_options(self) -> QCOptions:
-        """The quality control each worker runs, and its gate."""
-        return QCOptions(self.qc, tuple(self.qc_fail_on))
-
-    def local_threads(self) -> bool:
-        """True when the local executor runs recordings in threads rather than processes.
-
-        Reference mode's work runs in C without the GIL (download, hashing, demuxing,
-        the first-frame decode), so threads use the cores without a process to start
-        and import into; materialised frames run Python per frame, so they get processes.
-        """
-        return self.executor == "local" and not self.frame_options().materialised
-
-    def public_options(self) -> dict[str, Any]:
-        """The options as recorded in the manifest: no key, no storage credentials."""
-        api_url = self.api_url or os.environ.get("ODYSSEY_API_URL")
-        return {
-            "api_url": redact_url(api_url) if api_url else None,
-            "frames": self.frames,
-            "resize": list(self.resize) if self.resize else None,
-            "fps": self.fps,
-            "limit": self.limit,
-            "stream_ids": list(self.stream_ids),
-            "source": self.source,
-            "job_ids": list(self.job_ids),
-            "job_status": self.job_status,
-            "with_thumbnails": self.with_thumbnails,
-            "executor": self.executor,
-            "event_offset_ms": self.event_offset_ms,
-            "probe": self.probe,
-            "shard_rows": self.shard_rows,
-            "storage_option_keys": sorted(self.storage_options),
-            "started_after": self.started_after.isoformat() if self.started_after else None,
-            "started_before": self.started_before.isoformat() if self.started_before else None,
-            "min_duration_s": self.min_duration_s,
-            "qc": self.qc,
-            "qc_fail_on": [str(rule) for rule in self.qc_options().rules],
-        }
-
-    def has_filters(self) -> bool:
-        """True when recordings are filtered by start time or duration."""
-        return (
-            self.started_after is not None
-            or self.started_before is not None
-            or self.min_duration_s is not None
-        )
-
-    def wants(self, info: RecordingInfo) -> bool:
-        """True when ``info`` passes the start-time and duration filters.
-
-        A recording whose start time (or duration) the API does not give fails a filter
-        on it: it cannot be shown to match.
-        """
-        started = info.started_at
-        if self.started_after is not None and (started is None or started < self.started_after):
-            return False
-        if self.started_before is not None and (started is None or started >= self.started_before):
-            return False
-        duration = info.duration_seconds
-        return self.min_duration_s is None or (
-            duration is not None and duration >= self.min_duration_s
-        )
 
 
 @dataclass
@@ -495,9 +207,7 @@ def export(
 
 def _as_config(config: ExportConfig | None, options: dict[str, Any]) -> ExportConfig:
     if config is None:
-        for name in ("stream_ids", "job_ids", "qc_fail_on"):
-            if name in options and options[name] is not None:
-                options[name] = tuple(options[name])
+        # Lists, "WxH" and ISO texts are read by the option schema (odyssey_data.options).
         return ExportConfig(**options)
     if options:
         raise ConfigError("pass either an ExportConfig or keyword options, not both")

@@ -54,6 +54,7 @@ import pyarrow.compute as pc
 
 from odyssey_data.align import TIME_TOLERANCE_S
 from odyssey_data.errors import ConfigError
+from odyssey_data.options import QC_MODES
 from odyssey_data.schema import QC_SCHEMA
 
 __all__ = [
@@ -80,7 +81,7 @@ __all__ = [
 #: measured from frame and prompt times, no pixel decoded; ``response``: also each
 #: interaction's visual response latency (decodes a short window after it);
 #: ``decode``: also frozen stretches (decodes every frame at low resolution).
-QC_MODES: Final = ("off", "reference", "response", "decode")
+#: (Declared with the export options: :data:`odyssey_data.options.QC_MODES`.)
 
 #: An interval longer than this many times the median one is a gap (dropped frames).
 GAP_FACTOR: Final = 1.5

@@ -39,7 +39,7 @@ from odyssey_data.models import RecordingInfo, ScriptEntry
 from odyssey_data.schema import EVENTS_SCHEMA, FRAMES_SCHEMA, RECORDINGS_SCHEMA
 
 if TYPE_CHECKING:
-    from odyssey_data.pipeline import FrameOptions
+    from odyssey_data.options import FrameOptions
     from odyssey_data.storage import FileEntry
     from odyssey_data.video import FrameTiming
 

@@ -26,20 +26,13 @@ from odyssey_data.errors import (
 from odyssey_data.manifest import Status
 from odyssey_data.measure import QCOptions
 from odyssey_data.models import Recording, RecordingInfo, ScriptEntry
+from odyssey_data.options import FrameOptions
 from odyssey_data.storage import DatasetStore, FileEntry
 
 if TYPE_CHECKING:
-    from odyssey_data.pipeline import FrameOptions
     from odyssey_data.video import ProbeMode
 
 __all__ = ["STOPS_THE_RUN", "Fetched", "RecordingResult", "RecordingTask", "SpilledFrames"]
-
-
-def _default_frame_options() -> FrameOptions:
-    # Imported when first needed: the option objects live beside the driver.
-    from odyssey_data.pipeline import FrameOptions
-
-    return FrameOptions()
 
 
 #: Storage errors that stop the run instead of failing one recording: the dataset's
@@ -67,7 +60,7 @@ class RecordingTask:
     min_download_rate: float = 16 << 10
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout_s: float = 30.0
-    frame_options: FrameOptions = field(default_factory=_default_frame_options)
+    frame_options: FrameOptions = field(default_factory=FrameOptions)
     with_thumbnails: bool = False
     qc: QCOptions = field(default_factory=QCOptions)
     #: A folder on this machine where materialised frames go as Arrow IPC files instead
