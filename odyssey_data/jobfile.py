@@ -22,46 +22,35 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
 from odyssey_data.errors import ConfigError
-from odyssey_data.images import FORMATS, parse_resize
-from odyssey_data.models import parse_datetime
-from odyssey_data.pipeline import ExportConfig
-from odyssey_data.qc import QC_MODES, parse_rule
+from odyssey_data.options import OPTIONS, ExportConfig, Surface, read_options
 
 __all__ = ["DemoSource", "Job", "apply_override", "load_job", "parse_job"]
 
-#: Every section and its keys (``source.demo`` is a table inside ``[source]``).
-SCHEMA: dict[str, tuple[str, ...]] = {
+#: Keys of pipeline files that are not export options (read by :func:`parse_job` itself).
+_OWN_KEYS: dict[str, tuple[str, ...]] = {
     "": ("description", "source", "target", "frames", "executor", "qc"),
-    "source": (
-        "api_url",
-        "api_key_env",
-        "stream_ids",
-        "started_after",
-        "started_before",
-        "min_duration_s",
-        "limit",
-        "demo",
-    ),
+    "source": ("api_key_env", "demo"),
     "source.demo": ("recordings", "seed", "active"),
-    "target": (
-        "url",
-        "storage_options",
-        "storage_options_env",
-        "overwrite",
-        "mix_options",
-        "checkpoint_every",
-        "checkpoint_seconds",
-        "allow_foreign_files",
-    ),
-    "frames": ("mode", "resize", "fps", "quality"),
-    "executor": ("name", "workers", "ray_address"),
-    "qc": ("mode", "fail_on"),
+    "target": ("storage_options_env",),
 }
+
+
+def _schema() -> dict[str, tuple[str, ...]]:
+    schema = {section: list(keys) for section, keys in _OWN_KEYS.items()}
+    for spec in OPTIONS:
+        if spec.toml is not None:
+            section, _, key = spec.toml.partition(".")
+            schema.setdefault(section, []).append(key)
+    return {section: tuple(keys) for section, keys in schema.items()}
+
+
+#: Every section and its keys (``source.demo`` is a table inside ``[source]``): the
+#: export options' ``toml`` keys (:data:`~odyssey_data.options.OPTIONS`) and the file's own.
+SCHEMA: dict[str, tuple[str, ...]] = _schema()
 
 #: Keys under which fsspec backends take credentials: a pipeline file names an
 #: environment variable for them (``storage_options_env``) instead of holding the value.
@@ -217,23 +206,6 @@ class _Reader:
         value: dict[str, Any] = self.get(key, dict, {})
         return value
 
-    def moment(self, key: str) -> datetime | None:
-        if key not in self.data:
-            return None
-        value = self.data[key]
-        if isinstance(value, datetime):
-            return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-        if isinstance(value, date):
-            return datetime.combine(value, time(), tzinfo=UTC)
-        if isinstance(value, str):
-            try:
-                return parse_datetime(value)
-            except ValueError:
-                pass
-        raise self.fail(
-            key, f"must be an ISO 8601 time such as 2026-01-31T00:00:00Z, not {value!r}"
-        )
-
     def env_name(self, key: str, value: Any) -> str:
         if not isinstance(value, str) or not _ENV_NAME.match(value):
             raise self.fail(
@@ -281,11 +253,10 @@ def parse_job(
             )
     source = _Reader(where, "source", data.get("source", {}))
     target = _Reader(where, "target", data.get("target", {}))
-    frames = _Reader(where, "frames", data.get("frames", {}))
-    executor = _Reader(where, "executor", data.get("executor", {}))
-    qc = _Reader(where, "qc", data.get("qc", {}))
+    for section in ("frames", "executor", "qc"):
+        _Reader(where, section, data.get(section, {}))  # refuses unknown keys
 
-    # -- [source]
+    # -- what the file says of itself: the key by name, the demo server
     api_key_env = None
     if "api_key_env" in source.data:
         raw = source.data["api_key_env"]
@@ -307,30 +278,16 @@ def parse_job(
         )
     elif source.get("demo", bool, False):
         demo = DemoSource()
-    api_url = source.get("api_url", str)
-    if demo is not None and (api_url is not None or api_key_env is not None):
+    if demo is not None and ("api_url" in source.data or api_key_env is not None):
         raise source.fail(
             "demo", "runs its own server: remove api_url and api_key_env, or remove demo"
         )
-    stream_ids = source.get("stream_ids", list, [])
-    if not all(isinstance(s, str) and s for s in stream_ids):
-        raise source.fail("stream_ids", f"must be a list of non-empty strings, not {stream_ids!r}")
-    started_after = source.moment("started_after")
-    started_before = source.moment("started_before")
-    if started_after and started_before and not started_after < started_before:
-        raise source.fail("started_after", "must be earlier than started_before")
-    min_duration = source.get("min_duration_s", float)
-    if min_duration is not None and min_duration < 0:
-        raise source.fail("min_duration_s", f"must not be negative, not {min_duration}")
-
-    # -- [target]
-    url = target.get("url", str)
-    if not url:
+    if not target.data.get("url"):
         raise ConfigError(
             f"{where}: [target] url is missing: the dataset root, a folder or fsspec URL"
         )
-    storage_options = target.table("storage_options")
-    for option in storage_options:
+    storage_options = target.data.get("storage_options", {})
+    for option in storage_options if isinstance(storage_options, dict) else ():
         if option.lower() in SECRET_OPTIONS:
             raise target.fail(
                 f"storage_options.{option}",
@@ -345,76 +302,16 @@ def parse_job(
     if both:
         raise target.fail("storage_options_env", f"and storage_options both set {both[0]}")
 
-    # -- [frames]
-    mode = frames.get("mode", str, "reference")
-    if mode not in FORMATS:
-        raise frames.fail("mode", f"must be one of {', '.join(FORMATS)}, not {mode!r}")
-    resize = None
-    if "resize" in frames.data:
-        raw_resize = frames.data["resize"]
-        if isinstance(raw_resize, int) and not isinstance(raw_resize, bool):
-            raw_resize = str(raw_resize)
-        if not isinstance(raw_resize, str):
-            raise frames.fail("resize", f'must be "WxH" or "W", not {raw_resize!r}')
-        try:
-            resize = parse_resize(raw_resize)
-        except ConfigError as exc:
-            raise frames.fail(
-                "resize", f'must be "WxH" or "W" (keep aspect), not {raw_resize!r}'
-            ) from exc
-    fps = frames.get("fps", float)
-    if fps is not None and not fps > 0:
-        raise frames.fail("fps", f"must be positive, not {fps}")
-    quality = _or(frames.get("quality", int), 90)
-    if not 1 <= quality <= 100:
-        raise frames.fail("quality", f"must be within 1..100, not {quality}")
-
-    # -- [qc]
-    qc_mode = qc.get("mode", str, "reference")
-    if qc_mode not in QC_MODES:
-        raise qc.fail("mode", f"must be one of {', '.join(QC_MODES)}, not {qc_mode!r}")
-    fail_on = qc.get("fail_on", list, [])
-    if not all(isinstance(rule, str) and rule for rule in fail_on):
-        raise qc.fail("fail_on", f'must be a list of rules such as ["gaps>0"], not {fail_on!r}')
-    for rule in fail_on:
-        try:
-            parse_rule(rule)
-        except ConfigError as exc:
-            raise qc.fail("fail_on", str(exc)) from exc
-
-    # -- [executor]
-    name = executor.get("name", str, "local")
-    if name not in ("local", "ray"):
-        raise executor.fail("name", f"must be local or ray, not {name!r}")
-    ray_address = executor.get("ray_address", str)
-    if ray_address is not None and name != "ray":
-        raise executor.fail("ray_address", 'needs name = "ray"')
-
+    # -- the export options, read and checked as every surface's are
+    given: dict[str, Any] = {}
+    for spec in OPTIONS:
+        if spec.toml is not None:
+            section, _, key = spec.toml.partition(".")
+            table = data.get(section, {})
+            if key in table:
+                given[spec.name] = table[key]
     try:
-        config = ExportConfig(
-            output=url,
-            api_url=api_url,
-            limit=source.positive_int("limit"),
-            stream_ids=tuple(stream_ids),
-            started_after=started_after,
-            started_before=started_before,
-            min_duration_s=min_duration,
-            workers=executor.positive_int("workers"),
-            executor=name,
-            ray_address=ray_address,
-            storage_options=storage_options,
-            overwrite=target.get("overwrite", bool, False),
-            allow_foreign_files=target.get("allow_foreign_files", bool, False),
-            mix_options=target.get("mix_options", bool, False),
-            checkpoint_every=_or(target.positive_int("checkpoint_every"), 100),
-            checkpoint_seconds=_checkpoint_seconds(target),
-            frames=mode,
-            resize=resize,
-            fps=fps,
-            image_quality=quality,
-            qc=qc_mode,
-            qc_fail_on=tuple(fail_on),
-        )
+        config = ExportConfig(**read_options(given, Surface("toml", where)))
     except ConfigError as exc:
         if str(exc).startswith(where):
             raise
@@ -427,15 +324,6 @@ def parse_job(
         demo=demo,
         description=description,
     )
-
-
-def _checkpoint_seconds(target: Any) -> float:
-    seconds = target.get("checkpoint_seconds", float)
-    if seconds is None:
-        return 30.0
-    if not seconds > 0:
-        raise target.fail("checkpoint_seconds", f"must be positive, not {seconds}")
-    return float(seconds)
 
 
 def _or(value: Any, default: Any) -> Any:
