@@ -20,6 +20,7 @@ check are imported when an option is checked, not when this module is).
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -333,7 +334,9 @@ class Option:
             if self.zero_means_none and surface.kind != "python" and value <= 0:
                 return None
             if self.choices is not None and value not in self.choices:
-                raise Invalid(f"must be one of {', '.join(self.choices)}, not {value!r}")
+                close = difflib.get_close_matches(str(value), self.choices, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise Invalid(f"must be one of {', '.join(self.choices)}, not {value!r}{hint}")
             if self.check is not None:
                 self.check(value)
         except Invalid as exc:
