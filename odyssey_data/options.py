@@ -26,7 +26,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
 from datetime import UTC, date, datetime, time
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar
 
 from odyssey_data.errors import ConfigError, redact_url
 from odyssey_data.models import JOB_STATUSES, RecordingInfo, parse_datetime
@@ -857,8 +857,19 @@ OPTIONS: tuple[Option, ...] = tuple(
 OPTION: dict[str, Option] = {o.name: o for o in OPTIONS}
 
 
-def _group(cls: Any, values: Any) -> Any:
-    return cls(**{spec.name: getattr(values, spec.name) for spec in fields(cls)})
+_G = TypeVar("_G")
+
+
+class _GroupOf(Generic[_G]):
+    """``config.client`` and the like: one group of the options, whole (a new frozen
+    object of the group's class holding the config's values)."""
+
+    def __init__(self, cls: type[_G]) -> None:
+        self.cls = cls
+
+    def __get__(self, config: Any, owner: Any = None) -> _G:
+        values = {spec.name: getattr(config, spec.name) for spec in fields(self.cls)}  # type: ignore[arg-type]
+        return self.cls(**values)
 
 
 # -- surfaces ------------------------------------------------------------------------
@@ -983,35 +994,12 @@ class ExportConfig(
             object.__setattr__(self, name, value)  # typed: "256x144" -> (256, 144)
         self.frame_options().validate()
 
-    @property
-    def client(self) -> ClientOptions:
-        """How the API is reached (a group of the options)."""
-        return _group(ClientOptions, self)  # type: ignore[no-any-return]
-
-    @property
-    def selection(self) -> SelectionOptions:
-        """Which recordings (a group of the options)."""
-        return _group(SelectionOptions, self)  # type: ignore[no-any-return]
-
-    @property
-    def shape(self) -> ShapeOptions:
-        """What the rows hold (a group of the options)."""
-        return _group(ShapeOptions, self)  # type: ignore[no-any-return]
-
-    @property
-    def target(self) -> TargetOptions:
-        """Where the dataset goes (a group of the options)."""
-        return _group(TargetOptions, self)  # type: ignore[no-any-return]
-
-    @property
-    def run(self) -> RunOptions:
-        """Where the recordings run (a group of the options)."""
-        return _group(RunOptions, self)  # type: ignore[no-any-return]
-
-    @property
-    def qc_settings(self) -> QCSettings:
-        """Quality control (a group of the options)."""
-        return _group(QCSettings, self)  # type: ignore[no-any-return]
+    client = _GroupOf(ClientOptions)
+    selection = _GroupOf(SelectionOptions)
+    shape = _GroupOf(ShapeOptions)
+    target = _GroupOf(TargetOptions)
+    run = _GroupOf(RunOptions)
+    qc_settings = _GroupOf(QCSettings)
 
     def local_threads(self) -> bool:
         """True when the local executor runs recordings in threads rather than processes.

@@ -23,6 +23,7 @@ from typing import Any
 
 from odyssey_data._version import __version__
 from odyssey_data.errors import ConfigError
+from odyssey_data.options import OPTION
 from odyssey_data.storage import utc_now_iso
 
 __all__ = [
@@ -68,18 +69,22 @@ def _resize(config: Any) -> Any:
     return f"{width}x{height}" if height is not None else str(width)
 
 
+def _flag(name: str) -> str:
+    return str(OPTION[name].cli)
+
+
 #: The options that shape the data, in the order they are named in messages.
 DATA_OPTIONS: list[DataOption] = [
-    DataOption("frames", lambda c: c.frames, "--frames"),
-    DataOption("resize", _resize, "--resize"),
-    DataOption("fps", lambda c: c.fps, "--fps"),
+    DataOption("frames", lambda c: c.frames, _flag("frames")),
+    DataOption("resize", _resize, _flag("resize")),
+    DataOption("fps", lambda c: c.fps, _flag("fps")),
     DataOption(
         "quality",
         lambda c: c.image_quality if c.frames in ("jpeg", "webp") else None,
-        "--image-quality",
+        _flag("image_quality"),
     ),
-    DataOption("source", lambda c: c.source, "--source", _same_source),
-    DataOption("event_offset_ms", lambda c: float(c.event_offset_ms), "--event-offset-ms"),
+    DataOption("source", lambda c: c.source, _flag("source"), _same_source),
+    DataOption("event_offset_ms", lambda c: float(c.event_offset_ms), _flag("event_offset_ms")),
 ]
 
 
