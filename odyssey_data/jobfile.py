@@ -3,7 +3,7 @@
 Parsing and validation only (pure, no network, no files written): :func:`load_job` reads a
 file, applies ``--set section.key=value`` overrides and returns a :class:`Job`, whose
 :meth:`Job.export_config` resolves the environment variables the file names into an
-:class:`~odyssey_data.pipeline.ExportConfig`. Every mistake is a
+:class:`~odyssey_data.options.ExportConfig`. Every mistake is a
 :class:`~odyssey_data.errors.ConfigError` that names the file and the key::
 
     pipelines/x.toml: [frames] fps must be a number, not 'ten'
@@ -12,6 +12,11 @@ file, applies ``--set section.key=value`` overrides and returns a :class:`Job`, 
 Secrets are never written in a pipeline file: ``api_key_env`` and
 ``storage_options_env`` name environment variables, and a literal API key or storage
 credential is refused. ``pipelines/README.md`` documents every key.
+
+The export options' keys are not listed here: each option's ``[section] key`` is part of
+its declaration in :mod:`odyssey_data.options`, which also reads and checks the values
+(as it does the command line's); this module adds the file's own keys (the environment
+variable names, the demo server) and the rules about secrets.
 """
 
 from __future__ import annotations

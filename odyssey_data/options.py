@@ -1,12 +1,14 @@
 """The export's options, each declared once: the Python API, the CLI and pipeline files
 are derived from these declarations.
 
-An option is a field of one of six small frozen groups (:class:`ClientOptions`,
-:class:`SelectionOptions`, :class:`ShapeOptions`, :class:`TargetOptions`,
-:class:`RunOptions`, :class:`QCSettings`), declared with :func:`option`: its Python name,
-type (a :class:`Kind`: how a value is read from command-line text, from TOML and from
-Python), default, bounds, help, CLI flag and pipeline-file key, or the reason a surface
-deliberately lacks it. :class:`ExportConfig` is the union of the groups (flat:
+How an option is declared, read and named in errors is :mod:`odyssey_data.optionspec`;
+this module holds the declarations. An option is a field of one of six small frozen
+groups (:class:`ClientOptions`, :class:`SelectionOptions`, :class:`ShapeOptions`,
+:class:`TargetOptions`, :class:`RunOptions`, :class:`QCSettings`), declared with
+:func:`~odyssey_data.optionspec.option`: its Python name, type (a
+:class:`~odyssey_data.optionspec.Kind`: how a value is read from command-line text, from
+TOML and from Python), default, bounds, help, CLI flag and pipeline-file key, or the
+reason a surface deliberately lacks it. :class:`ExportConfig` is the union of the groups (flat:
 ``config.fps``; the groups whole: ``config.client``, ``config.selection``…).
 
 :data:`OPTIONS` lists every declaration. :func:`read_options` is the one place values
@@ -15,21 +17,37 @@ way the user wrote it: ``--fps`` on the command line, ``[frames] fps`` in a pipe
 ``fps`` in Python (:class:`Surface`).
 
 Pure: no I/O library is imported here (the quality-control rules and the image encoder
-check are imported when an option is checked, not when this module is).
+check are imported when such an option is checked, not when this module is).
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import MISSING, Field, dataclass, field, fields
-from datetime import UTC, date, datetime, time
-from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar
+from collections.abc import Mapping
+from dataclasses import MISSING, Field, dataclass, fields
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from odyssey_data.errors import ConfigError, redact_url
-from odyssey_data.models import JOB_STATUSES, RecordingInfo, parse_datetime
+from odyssey_data.models import JOB_STATUSES, RecordingInfo
+from odyssey_data.optionspec import (
+    BOOL,
+    FLOAT,
+    INT,
+    MAPPING,
+    MOMENT,
+    OBJECT,
+    SIZE,
+    TEXT,
+    TEXTS,
+    Invalid,
+    Option,
+    Surface,
+    bounded,
+    option,
+    parse_resize,
+)
 
 if TYPE_CHECKING:
     from odyssey_data.measure import QCOptions
@@ -76,190 +94,6 @@ MAX_SECONDS = 366 * 86_400.0  # timeouts and durations: a year
 MAX_WORKERS = 1024
 
 
-class Invalid(ValueError):
-    """A value an option refuses; the message is the predicate (``must be …, not …``)
-    that :class:`Surface` completes with the option's name as the user wrote it."""
-
-
-# -- how values are read -------------------------------------------------------------
-
-
-def _number_kind(value: Any, integer: bool) -> bool:
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, int) if integer else isinstance(value, int | float)
-
-
-@dataclass(frozen=True)
-class Kind:
-    """An option's type: how a value is read from each surface.
-
-    Attributes:
-        name: what the value must be, for messages (``a number``).
-        text: read command-line text (a flag's value; ``None``: not from text).
-        native: read a TOML or Python value (already typed).
-        cli: how argparse takes it: ``value``, ``flag`` (store_true) or ``append``.
-    """
-
-    name: str
-    text: Callable[[str], Any] | None
-    native: Callable[[Any], Any]
-    cli: Literal["value", "flag", "append"] = "value"
-
-
-def _typed(kind: type, name: str) -> Callable[[Any], Any]:
-    def read(value: Any) -> Any:
-        if kind is float and _number_kind(value, False):
-            return float(value)
-        if kind is int and _number_kind(value, True):
-            return value
-        if kind is str and isinstance(value, str | os.PathLike):
-            return os.fspath(value)
-        if kind is bool and isinstance(value, bool):
-            return value
-        raise Invalid(f"must be {name}, not {value!r}")
-
-    return read
-
-
-def _from_text(kind: type, name: str) -> Callable[[str], Any]:
-    def read(text: str) -> Any:
-        try:
-            return kind(text)
-        except ValueError:
-            raise Invalid(f"must be {name}, not {text!r}") from None
-
-    return read
-
-
-def parse_resize(text: str) -> tuple[int, int | None]:
-    """Parse a frame size: ``WxH`` (a fixed size) or ``W`` / ``Wx`` (keep the aspect ratio).
-
-    Raises:
-        ConfigError: not of that form, or not positive.
-    """
-    width_text, _, height_text = text.lower().partition("x")
-    try:
-        width = int(width_text)
-        height = int(height_text) if height_text.strip() else None
-    except ValueError as exc:
-        raise ConfigError(f"--resize takes WxH or W (keep aspect), not {text!r}") from exc
-    if width < 2 or (height is not None and height < 2):
-        raise ConfigError(f"--resize needs sizes of at least 2 pixels, not {text!r}")
-    return width, height
-
-
-def _size(value: Any) -> tuple[int, int | None]:
-    if _number_kind(value, True):
-        value = str(value)
-    if isinstance(value, str):
-        try:
-            return parse_resize(value)
-        except ConfigError:
-            raise Invalid(f'must be "WxH" or "W" (keep aspect), not {value!r}') from None
-    if (
-        isinstance(value, tuple | list)
-        and len(value) == 2
-        and _number_kind(value[0], True)
-        and (value[1] is None or _number_kind(value[1], True))
-    ):
-        return value[0], value[1]
-    raise Invalid(f'must be "WxH", "W" or (width, height), not {value!r}')
-
-
-def _moment(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise Invalid("must be a time with a time zone (e.g. ...Z)")
-        return value
-    if isinstance(value, date):
-        return datetime.combine(value, time(), tzinfo=UTC)
-    if isinstance(value, str):
-        try:
-            return parse_datetime(value)
-        except ValueError:
-            pass
-    raise Invalid(f"must be an ISO 8601 time such as 2026-01-31T00:00:00Z, not {value!r}")
-
-
-def _toml_moment(value: Any) -> datetime:
-    # TOML's local date-times are read as UTC (as the pipeline files always did).
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return _moment(value)
-
-
-def _texts(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str) or not isinstance(value, Iterable):
-        raise Invalid(f'must be a list of strings such as ["a", "b"], not {value!r}')
-    items = tuple(value)
-    if not all(isinstance(item, str) and item for item in items):
-        raise Invalid(f"must be a list of non-empty strings, not {list(items)!r}")
-    return items
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise Invalid(f"must be a table of KEY = VALUE, not {value!r}")
-    return dict(value)
-
-
-def _storage_pair(text: str) -> tuple[str, Any]:
-    import json
-
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise Invalid(f"takes KEY=VALUE, not {text!r}")
-    try:
-        return key, json.loads(raw)
-    except ValueError:
-        return key, raw
-
-
-def _anything(value: Any) -> Any:
-    return value
-
-
-BOOL = Kind("true or false", None, _typed(bool, "true or false"), "flag")
-INT = Kind("an integer", _from_text(int, "an integer"), _typed(int, "an integer"))
-FLOAT = Kind("a number", _from_text(float, "a number"), _typed(float, "a number"))
-TEXT = Kind("a string", str, _typed(str, "a string"))
-SIZE = Kind('"WxH" or "W"', _size, _size)
-MOMENT = Kind("an ISO 8601 time", _moment, _moment)
-TEXTS = Kind("a list of strings", str, _texts, "append")
-MAPPING = Kind("a table", _storage_pair, _mapping, "append")
-OBJECT = Kind("an object", None, _anything)
-
-
-# -- the checks ----------------------------------------------------------------------
-
-
-def bounded(
-    low: float, high: float, *, low_open: bool = False, span: bool = False
-) -> Callable[[Any], None]:
-    """Check: a finite number within ``[low, high]`` (``(low, high]`` with ``low_open``).
-
-    ``span`` words a refusal as ``must be within low..high`` (small closed ranges).
-    """
-
-    def check(value: Any) -> None:
-        if not math.isfinite(value):
-            raise Invalid(f"must be a finite number, not {value}")
-        too_low = value <= low if low_open else value < low
-        if span and (too_low or value > high):
-            raise Invalid(f"must be within {low:g}..{high:g}, not {value}")
-        if too_low:
-            if low == 0:
-                words = "must be positive" if low_open else "must not be negative"
-            else:
-                words = f"must be {'more than' if low_open else 'at least'} {low:g}"
-            raise Invalid(f"{words}, not {value}")
-        if value > high:
-            raise Invalid(f"must be at most {high:g}, not {value}")
-
-    return check
-
-
 def _check_size(value: tuple[int, int | None]) -> None:
     for side in value:
         if side is not None and not 2 <= side <= MAX_IMAGE_SIDE:
@@ -276,108 +110,6 @@ def _check_rules(rules: tuple[str, ...]) -> None:
             parse_rule(rule)
         except ConfigError as exc:
             raise Invalid(str(exc)) from None
-
-
-# -- the declaration -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Option:
-    """One export option, as every surface sees it.
-
-    Attributes:
-        name: the Python keyword (``ExportConfig`` field, ``export(name=...)``).
-        group: the frozen group that holds it (``client``, ``selection``, …).
-        kind: its type.
-        default: its default (``None`` for "not set").
-        help: one line of help (the CLI's ``--help``, the pipeline README).
-        cli: the command-line flag (``--fps``), or ``OUTPUT`` for the operand.
-        toml: the pipeline-file key as ``section.key`` (``frames.fps``).
-        no_cli: why the command line deliberately lacks it (when ``cli`` is ``None``).
-        no_toml: why pipeline files deliberately lack it (when ``toml`` is ``None``).
-        check: refuses a value (raises :class:`Invalid`); the same for every surface.
-        metavar: the CLI's placeholder for the value.
-    """
-
-    name: str
-    group: str
-    kind: Kind
-    default: Any
-    help: str
-    cli: str | None
-    toml: str | None
-    no_cli: str | None = None
-    no_toml: str | None = None
-    check: Callable[[Any], None] | None = None
-    metavar: str | None = None
-    choices: tuple[str, ...] | None = None
-    zero_means_none: bool = False
-
-    def read(self, value: Any, surface: Surface) -> Any:
-        """``value`` as given on ``surface``, read and checked; ``None`` stays not set.
-
-        Raises:
-            ConfigError: naming the option as it was written on ``surface``.
-        """
-        if value is None:
-            return None
-        try:
-            if surface.kind == "cli" and self.kind.text is not None:
-                if self.kind.cli == "append":
-                    items = [self.kind.text(item) for item in value]
-                    value = dict(items) if self.kind is MAPPING else tuple(items)
-                elif isinstance(value, str):
-                    value = self.kind.text(value)
-            elif surface.kind == "toml" and self.kind is MOMENT:
-                value = _toml_moment(value)
-            value = self.kind.native(value)
-            if self.zero_means_none and surface.kind != "python" and value <= 0:
-                return None
-            if self.choices is not None and value not in self.choices:
-                close = difflib.get_close_matches(str(value), self.choices, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise Invalid(f"must be one of {', '.join(self.choices)}, not {value!r}{hint}")
-            if self.check is not None:
-                self.check(value)
-        except Invalid as exc:
-            raise surface.error(self.name, str(exc)) from None
-        return value
-
-
-def option(
-    default: Any,
-    kind: Kind,
-    help: str,
-    *,
-    cli: str | None = None,
-    toml: str | None = None,
-    no_cli: str | None = None,
-    no_toml: str | None = None,
-    check: Callable[[Any], None] | None = None,
-    metavar: str | None = None,
-    choices: tuple[str, ...] | None = None,
-    zero_means_none: bool = False,
-    factory: Callable[[], Any] | None = None,
-    repr: bool = True,
-) -> Any:
-    """Declare an option as a field of its group (see :class:`Option`)."""
-    if (cli is None) == (no_cli is None) or (toml is None) == (no_toml is None):
-        raise TypeError("give each surface's name, or the reason it lacks the option")
-    spec = {
-        "kind": kind,
-        "help": help,
-        "cli": cli,
-        "toml": toml,
-        "no_cli": no_cli,
-        "no_toml": no_toml,
-        "check": check,
-        "metavar": metavar,
-        "choices": choices,
-        "zero_means_none": zero_means_none,
-    }
-    if factory is not None:
-        return field(default_factory=factory, metadata={"option": spec}, repr=repr, kw_only=True)
-    return field(default=default, metadata={"option": spec}, repr=repr, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -875,46 +607,6 @@ class _GroupOf(Generic[_G]):
 # -- surfaces ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Surface:
-    """Where options were written: names them in errors as the user wrote them.
-
-    Attributes:
-        kind: ``python`` (``fps``), ``cli`` (``--fps``) or ``toml`` (``[frames] fps``).
-        where: what errors start with (a pipeline file's path), if anything.
-    """
-
-    kind: Literal["python", "cli", "toml"]
-    where: str = ""
-
-    def spell(self, name: str) -> str:
-        """The option ``name`` as written on this surface."""
-        spec = OPTION[name]
-        if self.kind == "cli" and spec.cli:
-            return spec.cli
-        if self.kind == "toml" and spec.toml:
-            section, _, key = spec.toml.partition(".")
-            return f"[{section}] {key}"
-        return name
-
-    def spell_value(self, name: str, value: str) -> str:
-        """``name`` set to ``value`` as written on this surface."""
-        spec = OPTION[name]
-        if self.kind == "cli" and spec.cli:
-            return f"{spec.cli} {value}"
-        if self.kind == "toml" and spec.toml:
-            return f'{self.spell(name)} = "{value}"'
-        return f"{name}={value!r}"
-
-    def error(self, name: str, message: str) -> ConfigError:
-        """An error about option ``name``: ``<where>: <spelling> <message>``."""
-        return self.problem(f"{self.spell(name)} {message}")
-
-    def problem(self, message: str) -> ConfigError:
-        """An error about the options together."""
-        return ConfigError(f"{self.where}: {message}" if self.where else message)
-
-
 PYTHON = Surface("python")
 CLI = Surface("cli")
 
@@ -949,7 +641,15 @@ def _check_together(values: Mapping[str, Any], surface: Surface) -> None:
     def get(name: str) -> Any:
         return values.get(name, OPTION[name].default)
 
-    spell, spell_value = surface.spell, surface.spell_value
+    def spell(name: str) -> str:
+        return surface.spell(OPTION[name])
+
+    def spell_value(name: str, value: str) -> str:
+        return surface.spell_value(OPTION[name], value)
+
+    def error(name: str, message: str) -> ConfigError:
+        return surface.error(OPTION[name], message)
+
     if get("resize") is not None and get("frames") == "reference":
         raise surface.problem(
             f"{spell('resize')} applies to materialised frames: add {spell_value('frames', 'jpeg')}"
@@ -960,12 +660,12 @@ def _check_together(values: Mapping[str, Any], surface: Surface) -> None:
             f"{spell_value('source', 'simulations')} or {spell_value('source', 'all')}"
         )
     if get("ray_address") is not None and get("executor") != "ray":
-        raise surface.error("ray_address", f"needs {spell_value('executor', 'ray')}")
+        raise error("ray_address", f"needs {spell_value('executor', 'ray')}")
     if get("executor") == "ray" and str(get("output") or "").startswith("memory://"):
         raise surface.problem("memory:// lives in this process; Ray workers cannot write to it")
     after, before = get("started_after"), get("started_before")
     if after is not None and before is not None and not after < before:
-        raise surface.error("started_after", f"must be earlier than {spell('started_before')}")
+        raise error("started_after", f"must be earlier than {spell('started_before')}")
     if get("qc_fail_on"):  # which rules the mode can check (imports the measuring code)
         try:
             QCSettings(qc=get("qc"), qc_fail_on=tuple(get("qc_fail_on"))).qc_options()

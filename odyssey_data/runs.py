@@ -44,7 +44,7 @@ class DataOption:
 
     Attributes:
         key: its name in the manifest and in ``export_options``.
-        read: its value from an :class:`~odyssey_data.pipeline.ExportConfig` (JSON-able;
+        read: its value from an :class:`~odyssey_data.options.ExportConfig` (JSON-able;
             ``None`` when it does not apply, e.g. the JPEG quality of reference rows).
         flag: how a user sets it, for messages.
         same: whether two values make the same data (default: equal).

@@ -238,7 +238,8 @@ def test_filters_on_export_config() -> None:
         ("[source]\nlimit = 1\n", r"job\.toml: \[target\] url is missing"),
         (
             '[target]\nurl = "x"\n[frames]\nresize = "64"\n',
-            r'job\.toml: \[frames\] resize applies to materialised frames: add \[frames\] mode = "jpeg"',
+            r"job\.toml: \[frames\] resize applies to materialised frames: "
+            r'add \[frames\] mode = "jpeg"',
         ),
         ("[target\n", r"job\.toml: not valid TOML"),
     ],
