@@ -44,6 +44,9 @@ PURE = {
     "odyssey_data.schema": (),
     "odyssey_data.manifest": ("pyarrow", "numpy", "polars"),
     "odyssey_data.models": ("pyarrow", "numpy", "polars"),
+    "odyssey_data.options": ("pyarrow", "numpy", "polars"),
+    "odyssey_data.optionspec": ("pyarrow", "numpy", "polars"),
+    "odyssey_data.jobfile": ("pyarrow", "numpy", "polars"),
 }
 
 
