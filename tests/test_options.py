@@ -1,12 +1,11 @@
 """The option schema (``odyssey_data.options``): every export option is reachable from
 the Python API, the command line and a pipeline file, or its declaration says why not;
-errors name the option as each surface spells it; the module stays pure."""
+errors name the option as each surface spells it (tests/test_imports.py keeps options,
+optionspec and jobfile pure)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -257,16 +256,6 @@ def test_groups_are_passed_whole() -> None:
     groups = ("client", "selection", "shape", "target", "run", "qc_settings")
     held = [spec.name for group in groups for spec in fields(getattr(config, group))]
     assert sorted(held) == sorted(spec.name for spec in OPTIONS)  # each in one group
-
-
-def test_the_options_module_imports_no_io_library() -> None:
-    code = (
-        "import sys, odyssey_data.options, odyssey_data.jobfile;"
-        "heavy = ('av', 'pyarrow', 'httpx', 'fsspec', 'polars', 'numpy');"
-        "print(sorted(m for m in heavy if m in sys.modules))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[]", done.stdout
 
 
 def test_resize_as_text_exports_from_python(demo_server: DemoServer, tmp_path: Path) -> None:
