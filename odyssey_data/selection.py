@@ -19,7 +19,7 @@ from odyssey_data.models import RecordingInfo, SimulationJob
 from odyssey_data.task import RecordingResult
 
 if TYPE_CHECKING:
-    from odyssey_data.pipeline import ExportConfig
+    from odyssey_data.options import ExportConfig
 
 __all__ = ["RESERVED_KEYS", "select_recordings"]
 
