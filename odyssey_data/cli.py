@@ -27,7 +27,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
 from rich.markup import escape
@@ -56,8 +56,12 @@ from odyssey_data.options import (
     parse_resize,
     read_options,
 )
-from odyssey_data.pipeline import ExportReport, ProgressSink
-from odyssey_data.progress import LIVE, ProgressUpdate, human_bytes, human_seconds
+from odyssey_data.progress import LIVE, ProgressSink, ProgressUpdate, human_bytes, human_seconds
+
+if TYPE_CHECKING:
+    # The export (PyAV, Arrow, httpx, fsspec) is imported by the commands that run it,
+    # so `--version`, `--help` and the commands that do not export start light.
+    from odyssey_data.pipeline import ExportReport
 
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143

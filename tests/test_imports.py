@@ -74,3 +74,15 @@ def test_pure_modules_load_no_io_library(module: str) -> None:
 def test_the_check_sees_a_violation() -> None:
     # The storage module is the fsspec boundary: the check must notice it.
     assert "fsspec" in offenders(loaded_after("import odyssey_data.storage"), IO_LIBRARIES)
+
+
+def test_the_cli_starts_without_pyav_or_arrow() -> None:
+    # `odyssey-data --version` (and --help) import the CLI module and run nothing else.
+    loaded = loaded_after(
+        "import contextlib, io\n"
+        "from odyssey_data.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['--version'])"
+    )
+    assert "odyssey_data.cli" in loaded
+    assert offenders(loaded, ("av", "pyarrow", "httpx", "fsspec", "odyssey_data.pipeline")) == []
