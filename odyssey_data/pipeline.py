@@ -298,14 +298,7 @@ def _export_locked(
         log.info("removed %d leftover files of an interrupted run", removed)
     LIVE.reset()
 
-    client = OdysseyClient(
-        config.api_url,
-        config.api_key,
-        retry=config.retry,
-        max_download_bytes=config.max_download_bytes,
-        min_download_rate=config.min_download_rate,
-        timeout_s=config.timeout_s,
-    )
+    client = _driver_client(config)
     executor = (
         make_executor(
             config.executor,
@@ -488,6 +481,18 @@ class ExportPlan:
         }
 
 
+def _driver_client(config: ExportConfig) -> OdysseyClient:
+    """The driver's API client (listing, selection), with the export's client options."""
+    return OdysseyClient(
+        config.api_url,
+        config.api_key,
+        retry=config.retry,
+        max_download_bytes=config.max_download_bytes,
+        min_download_rate=config.min_download_rate,
+        timeout_s=config.timeout_s,
+    )
+
+
 def plan(config: ExportConfig | None = None, /, **options: Any) -> ExportPlan:
     """What :func:`export` would do with these options, without writing anything.
 
@@ -508,13 +513,7 @@ def plan(config: ExportConfig | None = None, /, **options: Any) -> ExportPlan:
     except OptionsMismatchError as exc:
         result.refused = str(exc)
         manifest = Manifest.load(store) or Manifest()
-    with OdysseyClient(
-        config.api_url,
-        config.api_key,
-        retry=config.retry,
-        max_download_bytes=config.max_download_bytes,
-        timeout_s=config.timeout_s,
-    ) as client:
+    with _driver_client(config) as client:
         todo, skipped, result.already = select_recordings(client, config, manifest)
     result.todo = [(info.stream_id, info.job_id) for info in todo]
     result.skipped = [(r.stream_id, r.status, r.reason or "") for r in skipped]
