@@ -27,9 +27,9 @@ from bad_media import BASE, die_on_three, two_video_streams
 from conftest import FAST_RETRY
 from raw_http import KEY, SIGNATURE, Conn, RawHTTPServer, Seen, serve_range
 
-from odyssey_data import api as api_module
 from odyssey_data import cli, work
-from odyssey_data.api import OdysseyClient, RetryPolicy
+from odyssey_data.api import OdysseyClient, RetryPolicy, paging
+from odyssey_data.api import client as client_module
 from odyssey_data.dataset import open_dataset
 from odyssey_data.demo import DemoCatalog, DemoServer
 from odyssey_data.errors import ApiResponseError, ConfigError, OdysseyDataError
@@ -375,7 +375,7 @@ def test_a_server_that_serves_another_offset_ends_the_listing() -> None:
 
 
 def test_a_listing_that_never_ends_is_cut_at_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(api_module, "MAX_LISTED", 50)
+    monkeypatch.setattr(paging, "MAX_LISTED", 50)
 
     def endless(seen: Seen, conn: Conn) -> None:
         offset = int(parse_qs(urlsplit(seen.target).query)["offset"][0])
@@ -390,7 +390,7 @@ def test_a_listing_that_never_ends_is_cut_at_the_cap(monkeypatch: pytest.MonkeyP
 
 
 def test_api_answers_have_a_size_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(api_module, "MAX_ANSWER_BYTES", 1 << 20)
+    monkeypatch.setattr(client_module, "MAX_ANSWER_BYTES", 1 << 20)
     sent = {"bytes": 0}
 
     def claims_a_terabyte(seen: Seen, conn: Conn) -> None:

@@ -26,10 +26,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import FAST_RETRY, DemoExport, export_config
 
-import odyssey_data.api as api_module
 import odyssey_data.cli as cli
 from odyssey_data import fetch as fetch_module
-from odyssey_data.api import OdysseyClient
+from odyssey_data.api import OdysseyClient, transport
 from odyssey_data.demo import DemoServer, make_demo_catalog
 from odyssey_data.demo.synth import DEMO_EPOCH, make_demo_recording
 from odyssey_data.errors import ConfigError, StorageError
@@ -236,7 +235,7 @@ def test_download_hash_survives_resume_and_restart(tmp_path: Path) -> None:
 
 
 def test_final_digest_rehashes_a_file_out_of_step(tmp_path: Path) -> None:
-    from odyssey_data.api import _final_digest
+    from odyssey_data.api.download import _final_digest
 
     data = b"x" * 3_000_000
     with open(tmp_path / "f", "w+b") as handle:
@@ -392,7 +391,7 @@ def test_downloads_read_the_socket_in_wide_chunks() -> None:
     # transport. Should an httpx release lay that out differently, this fails (downloads
     # would still be right, only several times slower: see benchmarks/export_speed.py).
     with httpx.Client() as plain:
-        assert api_module._widen_reads(plain)
+        assert transport.widen_reads(plain)
     catalog = make_demo_catalog(
         1, active=0, width=320, height=192, seconds=1.0, bitrate=16_000_000, content="noise"
     )
@@ -412,6 +411,6 @@ def test_downloads_read_the_socket_in_wide_chunks() -> None:
     assert recording is not None
     expected = recording.video_bytes()
     assert expected is not None
-    assert len(expected) > 4 * api_module.READ_BYTES
+    assert len(expected) > 4 * transport.READ_BYTES
     assert sink.getvalue() == expected
     assert stats.sha256 == hashlib.sha256(expected).hexdigest()

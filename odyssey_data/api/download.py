@@ -1,0 +1,337 @@
+"""The download of one presigned artifact: verified, resumable, bounded.
+
+The byte count is checked against ``Content-Length`` (or ``Content-Range``); a short body
+is a failed attempt, resumed with ``Range`` (and ``If-Range``, so that an object changed
+in between is downloaded again from its start). An expired presigned URL is replaced and
+the download goes on. A body above the size cap is refused, and an attempt slower than
+the minimum rate is retried. The bytes are hashed (SHA-256) as they arrive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+import httpx
+
+from odyssey_data.api.credentials import HTTPS_ONLY, Refused
+from odyssey_data.api.retry import (
+    Retryable,
+    attempts,
+    is_transient_status,
+    retry_after,
+    transport_reason,
+)
+from odyssey_data.errors import DownloadError, redact_url
+from odyssey_data.options import RetryPolicy
+from odyssey_data.progress import LIVE
+
+__all__ = ["DownloadLimits", "DownloadStats", "download_url"]
+
+
+@dataclass(slots=True)
+class DownloadStats:
+    """What one download took: bytes written, attempts made, URL refreshes.
+
+    ``sha256`` is the hex SHA-256 of the bytes in ``dest`` once the download succeeded,
+    hashed as the chunks arrived (re-read from ``dest`` only when a resumed download
+    could not continue the running hash).
+    """
+
+    bytes: int = 0
+    attempts: int = 0
+    refreshes: int = 0
+    sha256: str | None = None
+    #: The full size the server announced, once known (``None`` when it did not say).
+    size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadLimits:
+    """What a download may take: the client's caps (see :class:`OdysseyClient`)."""
+
+    #: Refuse a body larger than this.
+    max_bytes: int
+    #: Bytes per second an attempt must average once it has run for ``timeout_s``.
+    min_rate: float
+    timeout_s: float
+
+
+def download_url(
+    http: httpx.Client,
+    policy: RetryPolicy,
+    limits: DownloadLimits,
+    url: str,
+    dest: IO[bytes],
+    *,
+    what: str,
+    refresh_url: Callable[[], str | None] | None = None,
+    stats: DownloadStats | None = None,
+) -> DownloadStats:
+    """Stream ``url`` into ``dest`` with ``http``, retried by ``policy`` within ``limits``
+    (see :meth:`OdysseyClient.download <odyssey_data.api.OdysseyClient.download>`).
+
+    Raises:
+        DownloadError: the download failed for good.
+    """
+    return _Download(http, policy, limits, what, refresh_url).run(url, dest, stats)
+
+
+class _Download:
+    """One download's attempts, from the first to the last."""
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        policy: RetryPolicy,
+        limits: DownloadLimits,
+        what: str,
+        refresh_url: Callable[[], str | None] | None,
+    ) -> None:
+        self.http = http
+        self.policy = policy
+        self.limits = limits
+        self.what = what
+        self.refresh_url = refresh_url
+
+    def run(self, url: str, dest: IO[bytes], stats: DownloadStats | None) -> DownloadStats:
+        stats = stats if stats is not None else DownloadStats()
+        stats.sha256 = None
+        # The running hash covers dest's first ``hashed`` bytes; reset on every restart
+        # from byte 0, continued on a resume that starts exactly where it stopped.
+        state: dict[str, Any] = {
+            "url": url,
+            "resumable": False,
+            "hash": hashlib.sha256(),
+            "hashed": 0,
+        }
+        dest.seek(0)
+        dest.truncate()
+        try:
+            for attempt in attempts(self.policy, "GET", lambda: str(state["url"])):
+                with attempt:
+                    stats.attempts += 1
+                    self._once(state, dest, stats)
+                    stats.bytes = dest.tell()
+                    stats.sha256 = _final_digest(state, dest, stats.bytes)
+                    return stats
+        except Retryable as exc:
+            raise DownloadError(
+                f"{self.what}: download failed after {stats.attempts} attempts ({exc}); "
+                "re-run the export to try again"
+            ) from exc
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            tries = f"after {stats.attempts} attempts " if stats.attempts > 1 else ""
+            raise DownloadError(
+                f"{self.what}: download failed {tries}({transport_reason(exc, state['url'])}); "
+                "re-run the export to try again"
+            ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _once(self, state: dict[str, Any], dest: IO[bytes], stats: DownloadStats) -> None:
+        url: str = state["url"]
+        offset = dest.tell() if state["resumable"] else 0
+        if offset == 0:
+            dest.seek(0)
+            dest.truncate()
+            _reset_hash(state)
+        elif state["hash"] is not None and state["hashed"] != offset:
+            state["hash"] = None  # out of step with the file: hash it whole at the end
+        # identity: byte counts and ranges are then those of the stored object.
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+            if state.get("if_range"):
+                # The rest of *this* object, or (changed since) all of the new one.
+                headers["If-Range"] = state["if_range"]
+        # A redirect from https to plain http is refused before it is followed (the hook).
+        https_only = {HTTPS_ONLY: url.lower().startswith("https:")}
+        try:
+            with self.http.stream(
+                "GET", url, headers=headers, follow_redirects=True, extensions=https_only
+            ) as response:
+                self._read(state, response, dest, stats, offset)
+        except Refused as exc:
+            raise DownloadError(f"{self.what}: {exc}") from exc
+
+    def _read(
+        self,
+        state: dict[str, Any],
+        response: httpx.Response,
+        dest: IO[bytes],
+        stats: DownloadStats,
+        offset: int,
+    ) -> None:
+        """One download attempt's answer: check it, then write its body to ``dest``."""
+        url: str = state["url"]
+        status = response.status_code
+        if status == 403 and self.refresh_url is not None and _is_expired(response):
+            if stats.refreshes >= self.policy.max_url_refreshes:
+                raise DownloadError(
+                    f"{self.what}: the presigned URL kept expiring "
+                    f"({stats.refreshes} refreshes); check the machine's clock"
+                )
+            fresh = self.refresh_url()
+            stats.refreshes += 1
+            if not fresh:
+                raise DownloadError(f"{self.what}: the API no longer gives a URL for it")
+            state["url"] = fresh
+            raise Retryable(f"presigned URL expired at {redact_url(url)}", 0.0)
+        if is_transient_status(status):
+            raise Retryable(
+                f"HTTP {status} from {redact_url(url)}",
+                retry_after(response),
+                status_code=status,
+            )
+        if status == 416 and offset:
+            # Nothing left to send from ``offset``: done if that is the whole size,
+            # else the object changed under us; start over either way.
+            size = _content_range_size(response)
+            if size == offset:
+                return
+            state["resumable"] = False
+            raise Retryable(f"HTTP 416 resuming at byte {offset} of {redact_url(url)}")
+        if status >= 400:
+            hint = {
+                403: " (access denied: the URL is wrong or was revoked; re-run the export "
+                "for fresh URLs)",
+                404: " (not found: the object store no longer has this file)",
+            }.get(status, "")
+            raise DownloadError(f"{self.what}: HTTP {status} from {redact_url(url)}{hint}")
+        encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
+        if status == 200 and offset:
+            # The server ignored our Range: start over.
+            dest.seek(0)
+            dest.truncate()
+            offset = 0
+            _reset_hash(state)
+        try:
+            total = None if encoded else _expected_total(response, offset)
+        except Retryable:
+            state["resumable"] = False
+            raise
+        # Decoded bodies (Content-Encoding) cannot be resumed by byte ranges.
+        state["resumable"] = not encoded and (
+            response.headers.get("Accept-Ranges") == "bytes" or status == 206
+        )
+        _check_same_object(state, response, total, offset, url)
+        stats.size = total
+        if total is not None and total > self.limits.max_bytes:
+            raise DownloadError(
+                f"{self.what}: {total} bytes is above the download cap of "
+                f"{self.limits.max_bytes} bytes (raise --max-download-bytes)"
+            )
+        written = offset
+        digest = state["hash"]
+        # As the bytes arrive (no re-chunking): what came before a break is kept and
+        # the next attempt resumes after it. Each chunk is hashed once written, so the
+        # file is never read again to checksum it.
+        started, floor = time.monotonic(), self.limits.min_rate
+        for chunk in response.iter_bytes():
+            written += len(chunk)
+            elapsed = time.monotonic() - started
+            if elapsed > self.limits.timeout_s and written - offset < floor * elapsed:
+                raise Retryable(
+                    f"too slow: {written - offset} bytes in {elapsed:.0f} s from "
+                    f"{redact_url(url)}, below the minimum of {floor:.0f} bytes/s "
+                    "(--min-download-rate)"
+                )
+            if written > self.limits.max_bytes:
+                raise DownloadError(
+                    f"{self.what}: more than the download cap of {self.limits.max_bytes} "
+                    "bytes (raise --max-download-bytes)"
+                )
+            dest.write(chunk)
+            LIVE.add_bytes(len(chunk))
+            if digest is not None:
+                digest.update(chunk)
+                state["hashed"] += len(chunk)
+        if total is not None and written != total:
+            raise Retryable(f"short body: got {written} of {total} bytes")
+
+
+def _check_same_object(
+    state: dict[str, Any], response: httpx.Response, total: int | None, offset: int, url: str
+) -> None:
+    """Remember the object's ETag/Last-Modified and size; on a resume (206), make sure
+    the rest comes from the same object, else start over (a retry from byte 0)."""
+    etag = response.headers.get("ETag")
+    modified = response.headers.get("Last-Modified")
+    if response.status_code == 206 and offset:
+        changed = [
+            name
+            for name, before, now in (
+                ("ETag", state.get("etag"), etag),
+                ("Last-Modified", state.get("modified"), modified),
+                ("size", state.get("size"), total),
+            )
+            if before is not None and now is not None and before != now
+        ]
+        if changed:
+            state["resumable"] = False
+            state["etag"] = state["modified"] = state["size"] = state["if_range"] = None
+            raise Retryable(
+                f"the file at {redact_url(url)} changed during the download (its "
+                f"{' and '.join(changed)} differ); downloading it again from the start"
+            )
+    state["etag"], state["modified"], state["size"] = etag, modified, total
+    # If-Range takes a strong ETag or a date (RFC 9110 13.1.5).
+    strong = etag if etag and not etag.startswith("W/") else None
+    state["if_range"] = strong or modified
+
+
+def _reset_hash(state: dict[str, Any]) -> None:
+    state["hash"] = hashlib.sha256()
+    state["hashed"] = 0
+
+
+def _final_digest(state: dict[str, Any], dest: IO[bytes], size: int) -> str | None:
+    """SHA-256 of dest's ``size`` bytes: the running hash, or a re-read when out of step
+    (``None`` when that is needed and ``dest`` is write-only)."""
+    digest = state["hash"]
+    if digest is not None and state["hashed"] == size:
+        return str(digest.hexdigest())
+    if not dest.readable():
+        return None
+    dest.flush()
+    dest.seek(0)
+    digest = hashlib.sha256()
+    while block := dest.read(1 << 20):
+        digest.update(block)
+    dest.seek(size)
+    return str(digest.hexdigest())
+
+
+def _is_expired(response: httpx.Response) -> bool:
+    # Only the start of the body: an error page can be large (or hostile).
+    head = b""
+    for chunk in response.iter_bytes(4096):
+        head += chunk
+        if len(head) >= 4096:
+            break
+    return b"expired" in head[:4096].lower()
+
+
+def _content_range_size(response: httpx.Response) -> int | None:
+    """The complete size in ``Content-Range: bytes */SIZE`` (416) or ``a-b/SIZE``."""
+    size = response.headers.get("Content-Range", "").rpartition("/")[2].strip()
+    return int(size) if size.isdigit() else None
+
+
+def _expected_total(response: httpx.Response, offset: int) -> int | None:
+    if response.status_code == 206:
+        content_range = response.headers.get("Content-Range", "")
+        try:
+            span, _, size = content_range.removeprefix("bytes ").partition("/")
+            start = int(span.split("-")[0])
+            if start != offset:
+                raise Retryable(f"the server resumed at byte {start}, not {offset}")
+            return int(size)
+        except ValueError:
+            length = response.headers.get("Content-Length")
+            return offset + int(length) if length and length.isdigit() else None
+    length = response.headers.get("Content-Length")
+    return int(length) if length is not None and length.isdigit() else None
