@@ -165,12 +165,12 @@ class TestResampleIndices:
 
 
 def test_image_stats_from_histograms_equal_numpy() -> None:
-    from odyssey_data.lerobot import QUANTILES, _image_stats
+    from odyssey_data.lerobot.stats import QUANTILES, image_stats
 
     rng = np.random.default_rng(0)
     samples = [rng.integers(0, 256, size=(40, 30, 3), dtype=np.uint8) for _ in range(5)]
     samples[0][:] = 7  # a skewed histogram
-    stats = _image_stats(samples)
+    stats = image_stats(samples)
     pixels = np.concatenate([s.reshape(-1, 3) for s in samples]).astype(np.float64) / 255
     for q in QUANTILES:
         assert np.allclose(stats[f"q{round(q * 100):02d}"].ravel(), np.quantile(pixels, q, axis=0))
