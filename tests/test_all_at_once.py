@@ -28,6 +28,7 @@ from conftest import FAST_RETRY, export_config
 from leakcheck import dataset_texts, leaks, log_text
 
 from odyssey_data import cli
+from odyssey_data.cli import flags
 from odyssey_data.demo import DemoCatalog, DemoRecording, DemoServer, make_demo_catalog
 from odyssey_data.pipeline import ExportConfig, export
 
@@ -165,7 +166,7 @@ def test_everything_at_once(
     faulty.inject(blob("blob-404-gone", "events.jsonl"), 404, times=99)
 
     fast = functools.partial(ExportConfig, retry=FAST_RETRY, timeout_s=0.5)
-    monkeypatch.setattr(cli, "ExportConfig", fast)
+    monkeypatch.setattr(flags, "ExportConfig", fast)
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))

@@ -8,6 +8,7 @@ other options are refused; the CLI suggests, explains and never truncates ids.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -28,6 +29,7 @@ from storage_servers import (  # also sets GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT bef
     s3_fixture,
 )
 
+import odyssey_data
 from odyssey_data import cli
 from odyssey_data.api import OdysseyClient
 from odyssey_data.dataset import open_dataset
@@ -181,9 +183,9 @@ class TestStorageFailuresAreOneLine:
     ) -> None:
         # A bug stand-in: the inspect command raising something the package never raises.
         code = (
-            "import sys, odyssey_data.cli as c\n"
+            "import sys, odyssey_data.cli as c, odyssey_data.cli.parser as p\n"
             "def boom(args): raise RuntimeError('something broke\\nover two lines')\n"
-            "c.cmd_inspect = boom\n"
+            "p.cmd_inspect = boom\n"  # the command the parser binds to `inspect`
             "sys.argv = ['odyssey-data', *sys.argv[1:]]\n"
             "c.run()\n"
         )
@@ -478,7 +480,7 @@ class TestOptionsArePartOfTheDataset:
         assert json.loads(rows[first]["export_options"])["event_offset_ms"] == 0.0
         others = [r for sid, r in rows.items() if sid != first]
         assert {json.loads(r["export_options"])["event_offset_ms"] for r in others} == {250.0}
-        assert {r["exporter_version"] for r in rows.values()} == {cli.__version__}
+        assert {r["exporter_version"] for r in rows.values()} == {odyssey_data.__version__}
         assert ds.manifest.recordings[first].details["options"]["event_offset_ms"] == 0.0
         runs = ds.manifest.runs
         assert [run["exported"] for run in runs] == [1, 2]  # the refused run added nothing
@@ -536,7 +538,7 @@ class TestCli:
 
     def test_every_subcommand_has_help_for_every_option_and_an_example(self) -> None:
         parser = cli.build_parser()
-        sub = next(a for a in parser._actions if isinstance(a, cli.argparse._SubParsersAction))
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         for name, command in sub.choices.items():
             assert command.epilog, name
             assert "odyssey-data " + name in command.epilog, name

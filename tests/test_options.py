@@ -15,6 +15,7 @@ import pytest
 from conftest import FAST_RETRY
 
 from odyssey_data import cli
+from odyssey_data.cli.flags import config_from
 from odyssey_data.demo import DemoServer
 from odyssey_data.errors import ConfigError
 from odyssey_data.jobfile import SCHEMA, parse_job
@@ -99,7 +100,7 @@ def _cli(spec: Option) -> Any:
         for text in texts:
             argv += [str(spec.cli), text]
     args = cli.build_parser().parse_args(argv)
-    return getattr(cli._config(args, args.output), spec.name)
+    return getattr(config_from(args, args.output), spec.name)
 
 
 def _toml(spec: Option) -> Any:
@@ -211,7 +212,7 @@ def test_errors_name_the_option_as_each_surface_spells_it(
     assert str(raised.value).startswith(message.format(name))
     args = cli.build_parser().parse_args(["export", "x", *argv])
     with pytest.raises(ConfigError) as raised:
-        cli._config(args, args.output)
+        config_from(args, args.output)
     assert str(raised.value).startswith(message.format(spec.cli))
     with pytest.raises(ConfigError) as raised:
         parse_job({"target": {"url": "x"}, **toml}, "p.toml")
@@ -223,7 +224,7 @@ def test_options_that_do_not_go_together_are_named_per_surface() -> None:
         ExportConfig(output="x", job_ids=["j"])
     args = cli.build_parser().parse_args(["export", "x", "--job-id", "j"])
     with pytest.raises(ConfigError, match=r"--job-id and --status need --source simulations"):
-        cli._config(args, args.output)
+        config_from(args, args.output)
     with pytest.raises(ConfigError, match=r'\[source\] job_ids .* need \[source\] from = "simu'):
         parse_job({"target": {"url": "x"}, "source": {"job_ids": ["j"]}}, "p.toml")
 

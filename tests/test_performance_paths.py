@@ -29,6 +29,7 @@ from conftest import FAST_RETRY, DemoExport, export_config
 import odyssey_data.cli as cli
 from odyssey_data import fetch as fetch_module
 from odyssey_data.api import OdysseyClient, transport
+from odyssey_data.cli import remote
 from odyssey_data.demo import DemoServer, make_demo_catalog
 from odyssey_data.demo.synth import DEMO_EPOCH, make_demo_recording
 from odyssey_data.errors import ConfigError, StorageError
@@ -116,16 +117,16 @@ def test_serve_demo_size_seconds_and_bitrate(monkeypatch: pytest.MonkeyPatch) ->
         raise KeyboardInterrupt
 
     monkeypatch.setattr("odyssey_data.demo.make_demo_catalog", fake_catalog)
-    monkeypatch.setattr(cli.time, "sleep", stop)
+    monkeypatch.setattr(remote.time, "sleep", stop)
     argv = ["serve-demo", "--size", "1280x704", "--seconds", "60", "--bitrate", "4M"]
     assert cli.main(argv) == 0
     assert (made["width"], made["height"], made["seconds"]) == (1280, 704, 60.0)
     assert (made["bitrate"], made["content"]) == (4_000_000, "noise")
-    assert cli._bitrate("4000k") == 4_000_000
-    assert cli._bitrate("250000") == 250_000
+    assert remote.parse_bitrate("4000k") == 4_000_000
+    assert remote.parse_bitrate("250000") == 250_000
     for bad in ("fast", "10"):
         with pytest.raises(ConfigError):
-            cli._bitrate(bad)
+            remote.parse_bitrate(bad)
     assert cli.main(["serve-demo", "--size", "1280"]) == 2
 
 

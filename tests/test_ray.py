@@ -21,7 +21,8 @@ from conftest import DemoExport, export_config
 from polars.testing import assert_frame_equal
 
 from odyssey_data import open_dataset
-from odyssey_data.cli import _config, build_parser
+from odyssey_data.cli import build_parser
+from odyssey_data.cli.flags import config_from
 from odyssey_data.demo import DemoServer, make_demo_catalog
 from odyssey_data.errors import ConfigError, MissingDependencyError, OdysseyDataError
 from odyssey_data.executors import Executor, make_executor
@@ -208,10 +209,10 @@ def test_cli_options() -> None:
     args = build_parser().parse_args(
         ["export", "out", "--executor", "ray", "--ray-address", "ray://head:10001"]
     )
-    config = _config(args, args.output)
+    config = config_from(args, args.output)
     assert (config.executor, config.ray_address) == ("ray", "ray://head:10001")
     args = build_parser().parse_args(["export", "out"])
-    assert (_config(args, args.output).executor, args.ray_address) == ("local", None)
+    assert (config_from(args, args.output).executor, args.ray_address) == ("local", None)
 
 
 # -- the export on Ray ------------------------------------------------------------

@@ -33,6 +33,7 @@ from raw_http import (
 
 from odyssey_data import cli
 from odyssey_data.api import OdysseyClient
+from odyssey_data.cli import flags
 from odyssey_data.demo import DemoCatalog, DemoServer, make_demo_catalog
 from odyssey_data.errors import ApiError, DownloadError
 from odyssey_data.pipeline import ExportConfig, RecordingTask, export
@@ -191,7 +192,7 @@ def test_api_key_and_signatures_never_leak_from_a_failing_export(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    monkeypatch.setattr(cli, "ExportConfig", _fast_config)
+    monkeypatch.setattr(flags, "ExportConfig", _fast_config)
     signed: list[str] = []
     presign = server.presign
 
@@ -279,7 +280,7 @@ def test_cli_max_download_bytes_is_applied(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     args = cli.build_parser().parse_args(["export", "out", "--max-download-bytes", "1234"])
-    assert cli._config(args, "out").max_download_bytes == 1234
+    assert flags.config_from(args, "out").max_download_bytes == 1234
     assert ExportConfig(output="o").max_download_bytes == 16 << 30  # the default: 16 GiB
 
     code = cli.main(

@@ -26,6 +26,7 @@ from storage_servers import (  # also sets GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT bef
 )
 
 from odyssey_data import cli
+from odyssey_data.cli.flags import storage_options
 from odyssey_data.dataset import open_dataset
 from odyssey_data.demo import DemoServer, make_demo_catalog
 from odyssey_data.demo.synth import DEMO_EPOCH, make_demo_recording
@@ -218,7 +219,7 @@ def test_cli_export_and_inspect_on_s3_with_storage_options(
 
 
 def test_storage_option_values_parse_as_json() -> None:
-    parsed = cli._storage_options(
+    parsed = storage_options(
         ["endpoint_url=http://127.0.0.1:9000", "anon=true", "n=3", 'client_kwargs={"a": 1}']
     )
     assert parsed == {
