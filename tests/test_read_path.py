@@ -32,6 +32,7 @@ from odyssey_data.video import (
     encode_video,
     probe_frames,
 )
+from odyssey_data.video import reader as video_reader
 
 torch = pytest.importorskip("torch")
 
@@ -171,14 +172,14 @@ def test_threads_are_chosen_per_request(index: FrameIndex, timing: video.FrameTi
 def test_the_reader_opens_without_the_probe_decode(
     keyed_video: Path, index: FrameIndex, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_open = video._open
+    real_open = video_reader.open_video
     calls = []
 
     def spy(source: object, what: str, *, packets_only: bool = False) -> object:
         calls.append(packets_only)
         return real_open(source, what, packets_only=packets_only)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(video, "_open", spy)
+    monkeypatch.setattr(video_reader, "open_video", spy)
     with VideoReader(keyed_video, index=index) as reader:
         reader.read([int(index.key_pts[3])])
     assert calls == [True]

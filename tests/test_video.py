@@ -13,6 +13,7 @@ import pytest
 from odyssey_data import video
 from odyssey_data.errors import DecodeError
 from odyssey_data.video import encode_video, iter_decoded, probe_frames, read_frames
+from odyssey_data.video import timing as video_timing
 
 
 def make_frames(n: int, start_pts: int, jitter: bool, seed: int = 0):
@@ -66,7 +67,7 @@ def test_a_plain_start_is_trusted_without_decoding(
     def no_decoding(*args: object) -> None:
         raise AssertionError("decoded a frame for a stream that starts plainly")
 
-    monkeypatch.setattr(video, "_first_decoded_pts", no_decoding)
+    monkeypatch.setattr(video_timing, "_first_decoded_pts", no_decoding)
     timing = probe_frames(vfr_video)
     assert timing.method == "demux"
     assert timing.pts.tolist() == decoded_pts(vfr_video)
@@ -77,7 +78,7 @@ def test_the_probe_reads_the_size_again_when_probing_did_not_tell(
 ) -> None:
     # Probing opens the file without decoding a frame; a codec whose size only a decoded
     # header tells would report 0x0 there, and the probe then asks a normal open.
-    real_open = video._open
+    real_open = video_timing.open_video
     packets_only_opens = []
 
     def open_without_size(source: object, what: str, *, packets_only: bool = False) -> object:
@@ -87,7 +88,7 @@ def test_the_probe_reads_the_size_again_when_probing_did_not_tell(
             container.streams.video[0].codec_context.width = 0
         return container
 
-    monkeypatch.setattr(video, "_open", open_without_size)
+    monkeypatch.setattr(video_timing, "open_video", open_without_size)
     timing = probe_frames(vfr_video)
     assert packets_only_opens == [vfr_video]
     assert (timing.width, timing.height) == (160, 96)

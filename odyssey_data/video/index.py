@@ -1,0 +1,144 @@
+"""Where a video's frames and key frames are (the frames table's), and what reading costs.
+
+Pure numpy: a :class:`FrameIndex` answers where a decoder must seek and how many frames
+a request decodes, which is how a :class:`~odyssey_data.video.reader.VideoReader`
+positions itself and how many threads a request gets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["LONG_RUN_FRAMES", "FrameIndex", "min_forward_skip"]
+
+#: Frames decoded per seek from which frame threads pay off. Below it one thread is
+#: faster: a frame-threaded decoder holds frames back and restarts its threads at every
+#: seek (one frame after a seek: 29 ms on frame threads against 21 ms on one thread, at
+#: 640x360 on 2 cores). Measured by ``benchmarks/read_path.py``.
+LONG_RUN_FRAMES = 16
+
+
+class FrameIndex:
+    """Where a video's frames and key frames are, as the frames table lists them.
+
+    A :class:`~odyssey_data.video.reader.VideoReader` positions its decoder with this
+    instead of asking the container: it seeks only when a key frame lies between its
+    position and the next target, and otherwise decodes forward.
+
+    Args:
+        key_pts: presentation timestamps of the key frames (the ``is_keyframe`` rows).
+        pts: every presented frame's pts, ascending, or ``None`` when only the key frames
+            are known (then decode costs cannot be counted, see :meth:`plan`).
+    """
+
+    __slots__ = ("key_pts", "pts")
+
+    def __init__(self, key_pts: Iterable[int], pts: npt.ArrayLike | None = None) -> None:
+        self.key_pts: npt.NDArray[np.int64] = np.sort(np.asarray(list(key_pts), dtype=np.int64))
+        self.pts: npt.NDArray[np.int64] | None = (
+            None if pts is None else np.asarray(pts, dtype=np.int64)
+        )
+
+    @classmethod
+    def of(cls, pts: npt.ArrayLike, is_keyframe: npt.ArrayLike) -> FrameIndex:
+        """From a video's ``pts`` and ``is_keyframe`` columns, sorted by pts."""
+        all_pts = np.asarray(pts, dtype=np.int64)
+        keys = np.asarray(is_keyframe, dtype=np.bool_)
+        if all_pts.size > 1 and not bool(np.all(all_pts[1:] > all_pts[:-1])):
+            order = np.argsort(all_pts, kind="stable")
+            all_pts, keys = all_pts[order], keys[order]
+        return cls(all_pts[keys].tolist(), all_pts)
+
+    @property
+    def first_pts(self) -> int | None:
+        """The first presented frame's pts, if known."""
+        if self.pts is not None and self.pts.size:
+            return int(self.pts[0])
+        return int(self.key_pts[0]) if self.key_pts.size else None
+
+    def key_at_or_before(self, target: int) -> int | None:
+        """The last key frame at or before ``target``, or ``None``."""
+        at = int(np.searchsorted(self.key_pts, target, side="right")) - 1
+        return int(self.key_pts[at]) if at >= 0 else None
+
+    def needs_seek(self, position: int | None, target: int, min_skip: int = 1) -> bool:
+        """Whether a decoder that last presented ``position`` must seek to reach ``target``.
+
+        ``position`` is ``None`` for a decoder that has presented nothing since it was
+        opened (it stands at the start of the stream). A seek is needed to go back; going
+        forward it pays off when a key frame lies between the position and the target
+        and decoding can start there, skipping at least ``min_skip`` frames (with every
+        frame's pts known); otherwise decoding forward is cheaper.
+        """
+        key = self.key_at_or_before(target)
+        if position is None:
+            first = self.first_pts
+            if first is None:
+                return True  # nothing known: go to the target, as a plain reader would
+            if key is None or key <= first:
+                return False
+        elif target <= position:
+            return True
+        elif key is None or key <= position:
+            return False
+        if self.pts is None:
+            return True
+        after = 0 if position is None else int(np.searchsorted(self.pts, position, "right"))
+        return int(np.searchsorted(self.pts, key)) - after >= min_skip
+
+    def plan(
+        self, targets: Sequence[int], position: int | None = None, min_skip: int = 1
+    ) -> tuple[int, int] | None:
+        """``(frames decoded, seeks)`` to present sorted ``targets`` from ``position``.
+
+        ``None`` when the index holds only the key frames (the frames in between are
+        not counted).
+        """
+        if self.pts is None:
+            return None
+        frames = seeks = 0
+        for target in targets:
+            if target == position:
+                continue  # the reader still holds that frame
+            at = int(np.searchsorted(self.pts, target, side="right"))
+            if self.needs_seek(position, target, min_skip):
+                key = self.key_at_or_before(target)
+                start = int(np.searchsorted(self.pts, target if key is None else key))
+                seeks += 1
+            elif position is None:
+                start = 0
+            else:
+                start = int(np.searchsorted(self.pts, position, side="right"))
+            frames += max(0, at - start)
+            position = target
+        return frames, seeks
+
+    def threads_for(self, targets: Sequence[int], budget: int) -> int:
+        """Decoder threads for a request: 1 for isolated frames, ``budget`` for long runs.
+
+        A request is a long run when it asks for several frames and a frame-threaded
+        decoder would decode at least :data:`LONG_RUN_FRAMES` frames per seek (a clip, a
+        sequential scan); without every frame's pts, when it asks for several frames. A
+        single frame always decodes on one thread, however far from its key frame: the
+        same video's next single frame then reuses the same decoder.
+        """
+        wanted = sorted(set(int(p) for p in targets))
+        if budget <= 1 or len(wanted) < 2:
+            return 1
+        planned = self.plan(wanted, None, min_forward_skip(budget))
+        if planned is None:
+            return budget
+        frames, seeks = planned
+        return budget if frames >= LONG_RUN_FRAMES * max(1, seeks) else 1
+
+
+def min_forward_skip(threads: int) -> int:
+    """Frames a forward seek must skip to pay off on a decoder with ``threads`` threads.
+
+    One thread: any frame (a seek in an indexed MP4 costs less than decoding one).
+    Frame threads: a seek drains and refills the threads, so it must skip more.
+    """
+    return 1 if threads <= 1 else 2 * threads
