@@ -8,13 +8,17 @@ groups (:class:`ClientOptions`, :class:`SelectionOptions`, :class:`ShapeOptions`
 :func:`~odyssey_data.optionspec.option`: its Python name, type (a
 :class:`~odyssey_data.optionspec.Kind`: how a value is read from command-line text, from
 TOML and from Python), default, bounds, help, CLI flag and pipeline-file key, or the
-reason a surface deliberately lacks it. :class:`ExportConfig` is the union of the groups (flat:
-``config.fps``; the groups whole: ``config.client``, ``config.selection``…).
+reason a surface deliberately lacks it; how it is written into a dataset
+(``manifest.json``'s options, and ``export_options`` for the options that shape the rows),
+or why not. The ``[frames]`` and ``[target]`` groups are declared in
+:mod:`odyssey_data.frameoptions` and :mod:`odyssey_data.targetoptions`; import every
+name from here. :class:`ExportConfig` is the union of the groups (flat: ``config.fps``;
+the groups whole: ``config.client``, ``config.selection``…).
 
 :data:`OPTIONS` lists every declaration. :func:`read_options` is the one place values
 are read and checked, whichever surface they came from; an error names the option the
 way the user wrote it: ``--fps`` on the command line, ``[frames] fps`` in a pipeline file,
-``fps`` in Python (:class:`Surface`).
+``fps=`` in Python (:class:`Surface`).
 
 Pure: no I/O library is imported here (the quality-control rules and the image encoder
 check are imported when such an option is checked, not when this module is).
@@ -30,28 +34,28 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from odyssey_data.errors import ConfigError, redact_url
+from odyssey_data.frameoptions import FORMATS, PROBE_MODES, FrameOptions, ShapeOptions
 from odyssey_data.models import JOB_STATUSES, RecordingInfo
 from odyssey_data.optionspec import (
-    BOOL,
     FLOAT,
     INT,
-    MAPPING,
+    MAX_SECONDS,
     MOMENT,
     OBJECT,
-    SIZE,
     TEXT,
     TEXTS,
     Invalid,
     Option,
+    Recorded,
     Surface,
     bounded,
     option,
     parse_resize,
 )
+from odyssey_data.targetoptions import TargetOptions
 
 if TYPE_CHECKING:
     from odyssey_data.measure import QCOptions
-    from odyssey_data.video import ProbeMode
 
 __all__ = [
     "FORMATS",
@@ -76,28 +80,14 @@ __all__ = [
     "read_options",
 ]
 
-#: Frame formats: reference rows, or an image format materialised in the ``image`` column.
-FORMATS: Final = ("reference", "jpeg", "png", "webp")
 #: What an export reads: stream recordings, simulation job outputs, or both.
 SOURCES: Final = ("streams", "simulations", "all")
-#: How frame timing is read (see :mod:`odyssey_data.video`).
-PROBE_MODES: Final = ("auto", "demux", "decode")
 #: Quality control modes (see :mod:`odyssey_data.qc`).
 QC_MODES: Final = ("off", "reference", "response", "decode")
 EXECUTORS: Final = ("local", "ray")
 
 #: Bounds of options (refused up front outside them: every loop and download must end).
-MAX_FPS = 1000.0
-MAX_IMAGE_SIDE = 16384
-MAX_EVENT_OFFSET_MS = 7 * 86_400_000.0  # a week either way
-MAX_SECONDS = 366 * 86_400.0  # timeouts and durations: a year
 MAX_WORKERS = 1024
-
-
-def _check_size(value: tuple[int, int | None]) -> None:
-    for side in value:
-        if side is not None and not 2 <= side <= MAX_IMAGE_SIDE:
-            raise Invalid(f"sides must be within 2..{MAX_IMAGE_SIDE} pixels, not {value}")
 
 
 def _check_rules(rules: tuple[str, ...]) -> None:
@@ -148,6 +138,29 @@ class RetryPolicy:
 
 _PROGRAMS_ONLY = "an object for programs and tests; the CLI and pipeline files use the default"
 
+# Why an option is not written in manifest.json's options (no_record), and why it leaves
+# an exported recording's rows the same (no_data): each declaration says one or the other.
+_NETWORK = "how this run reached the API, not what the dataset holds"
+_SPREAD = "how this run spread its work, not what the dataset holds"
+_API = "where and how the API is reached: a recording gives the same rows"
+_PICKS = "picks which recordings are exported, not what an exported recording's rows hold"
+_RUNS = "where and how wide recordings run: the same rows (tests/test_ray.py compares them)"
+
+
+def _public_api_url(config: Any) -> str | None:
+    api_url = config.api_url or os.environ.get("ODYSSEY_API_URL")
+    return redact_url(api_url) if api_url else None
+
+
+def _rules_as_written(config: Any) -> list[str]:
+    return [str(rule) for rule in config.qc_options().rules]
+
+
+def _same_source(before: Any, after: Any) -> bool:
+    # "all" holds streams and simulations alike: either kind can be added to it, and it
+    # can be added to a dataset of either kind.
+    return before == after or "all" in (before, after)
+
 
 @dataclass(frozen=True, kw_only=True)
 class ClientOptions:
@@ -159,6 +172,8 @@ class ClientOptions:
         "API base URL (default: $ODYSSEY_API_URL or the public API)",
         cli="--api-url",
         toml="source.api_url",
+        record=Recorded(value=_public_api_url),
+        no_data=_API,
     )
     api_key: str | None = option(
         None,
@@ -168,6 +183,8 @@ class ClientOptions:
         no_toml="a secret is never written in a file: [source] api_key_env names the "
         "environment variable that holds it",
         repr=False,
+        no_record="a secret: never written anywhere",
+        no_data=_API,
     )
     timeout_s: float = option(
         30.0,
@@ -177,6 +194,8 @@ class ClientOptions:
         toml="source.timeout_s",
         check=bounded(0.0, MAX_SECONDS, low_open=True),
         metavar="SECONDS",
+        no_record=_NETWORK,
+        no_data=_API,
     )
     max_download_bytes: int = option(
         16 << 30,
@@ -186,6 +205,8 @@ class ClientOptions:
         toml="source.max_download_bytes",
         check=bounded(1, 2**50),
         metavar="N",
+        no_record=_NETWORK,
+        no_data=_API,
     )
     min_download_rate: float = option(
         16 << 10,
@@ -196,6 +217,8 @@ class ClientOptions:
         toml="source.min_download_rate",
         check=bounded(1, 1e12),
         metavar="BYTES_PER_S",
+        no_record=_NETWORK,
+        no_data=_API,
     )
     retry: RetryPolicy = option(
         None,
@@ -204,6 +227,8 @@ class ClientOptions:
         no_cli=_PROGRAMS_ONLY,
         no_toml=_PROGRAMS_ONLY,
         factory=RetryPolicy,
+        no_record=_NETWORK,
+        no_data=_API,
     )
 
 
@@ -220,6 +245,8 @@ class SelectionOptions:
         toml="source.limit",
         check=bounded(1, 2**62),
         metavar="N",
+        record=True,
+        no_data=_PICKS,
     )
     stream_ids: tuple[str, ...] = option(
         (),
@@ -228,6 +255,8 @@ class SelectionOptions:
         cli="--stream-id",
         toml="source.stream_ids",
         metavar="ID",
+        record=True,
+        no_data=_PICKS,
     )
     source: str = option(
         "streams",
@@ -236,6 +265,8 @@ class SelectionOptions:
         cli="--source",
         toml="source.from",
         choices=SOURCES,
+        record=True,
+        data=Recorded(same=_same_source),
     )
     job_ids: tuple[str, ...] = option(
         (),
@@ -244,6 +275,8 @@ class SelectionOptions:
         cli="--job-id",
         toml="source.job_ids",
         metavar="ID",
+        record=True,
+        no_data=_PICKS,
     )
     job_status: str | None = option(
         None,
@@ -253,6 +286,8 @@ class SelectionOptions:
         cli="--status",
         toml="source.job_status",
         choices=JOB_STATUSES,
+        record=True,
+        no_data=_PICKS,
     )
     started_after: datetime | None = option(
         None,
@@ -261,6 +296,8 @@ class SelectionOptions:
         cli="--started-after",
         toml="source.started_after",
         metavar="TIME",
+        record=True,
+        no_data=_PICKS,
     )
     started_before: datetime | None = option(
         None,
@@ -269,6 +306,8 @@ class SelectionOptions:
         cli="--started-before",
         toml="source.started_before",
         metavar="TIME",
+        record=True,
+        no_data=_PICKS,
     )
     min_duration_s: float | None = option(
         None,
@@ -278,6 +317,8 @@ class SelectionOptions:
         toml="source.min_duration_s",
         check=bounded(0.0, MAX_SECONDS),
         metavar="SECONDS",
+        record=True,
+        no_data=_PICKS,
     )
 
     def has_filters(self) -> bool:
@@ -305,198 +346,6 @@ class SelectionOptions:
         )
 
 
-@dataclass(frozen=True)
-class FrameOptions:
-    """What each worker does with the frames: reference rows only, or materialised images
-    (``mode``, ``resize``, ``fps``, ``quality``: see :class:`ShapeOptions`)."""
-
-    mode: str = "reference"
-    resize: tuple[int, int | None] | None = None
-    fps: float | None = None
-    quality: int = 90
-
-    @property
-    def materialised(self) -> bool:
-        """True when frames are encoded into the ``image`` column."""
-        return self.mode != "reference"
-
-    def streams(self) -> bool:
-        """True when frames are decoded while the video downloads (see ``_stream``):
-        materialised frames, whose images are made as the bytes arrive."""
-        return self.materialised
-
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` for options that need what is not installed."""
-        if self.materialised:
-            from odyssey_data.images import image_encoder
-
-            image_encoder(self.mode, self.quality)  # fails early on a missing extra
-
-
-@dataclass(frozen=True, kw_only=True)
-class ShapeOptions:
-    """What the rows hold: the options that shape the data."""
-
-    frames: str = option(
-        "reference",
-        TEXT,
-        "reference (rows point into the videos) or an image format to materialise each "
-        "frame in the image column (needs odyssey-data[images])",
-        cli="--frames",
-        toml="frames.mode",
-        choices=FORMATS,
-    )
-    resize: tuple[int, int | None] | None = option(
-        None,
-        SIZE,
-        "size of materialised frames; W alone keeps the aspect ratio (WxH warns when it stretches)",
-        cli="--resize",
-        toml="frames.resize",
-        check=_check_size,
-        metavar="WxH",
-    )
-    fps: float | None = option(
-        None,
-        FLOAT,
-        "keep only the frame nearest to each tick of this rate",
-        cli="--fps",
-        toml="frames.fps",
-        check=bounded(0.0, MAX_FPS, low_open=True),
-    )
-    image_quality: int = option(
-        90,
-        INT,
-        "JPEG/WebP quality 1..100",
-        cli="--image-quality",
-        toml="frames.quality",
-        check=bounded(1, 100, span=True),
-        metavar="Q",
-    )
-    probe: ProbeMode = option(
-        "auto",
-        TEXT,
-        "how frame timing is read (auto: demux, checked against a decode)",
-        cli="--probe",
-        toml="frames.probe",
-        choices=PROBE_MODES,
-    )
-    event_offset_ms: float = option(
-        0.0,
-        FLOAT,
-        "added to every event time (events clock to video clock)",
-        cli="--event-offset-ms",
-        toml="frames.event_offset_ms",
-        check=bounded(-MAX_EVENT_OFFSET_MS, MAX_EVENT_OFFSET_MS),
-        metavar="MS",
-    )
-    with_thumbnails: bool = option(
-        False,
-        BOOL,
-        "also store each recording's thumbnail JPEG and preview MP4 beside its video",
-        cli="--with-thumbnails",
-        toml="frames.with_thumbnails",
-    )
-
-    def frame_options(self) -> FrameOptions:
-        """What each worker does with the frames (reference rows or encoded images)."""
-        return FrameOptions(self.frames, self.resize, self.fps, self.image_quality)
-
-
-@dataclass(frozen=True, kw_only=True)
-class TargetOptions:
-    """Where the dataset goes and how it is written."""
-
-    output: str = option(
-        MISSING,
-        TEXT,
-        "dataset root: a folder or fsspec URL (s3://, gs://, memory://)",
-        cli="OUTPUT",
-        toml="target.url",
-    )
-    storage_options: Mapping[str, Any] = option(
-        None,
-        MAPPING,
-        "fsspec option of the dataset's filesystem, e.g. endpoint_url=http://host:9000 "
-        "(repeatable; VALUE is JSON if it parses)",
-        cli="--storage-option",
-        toml="target.storage_options",
-        metavar="KEY=VALUE",
-        factory=dict,
-        repr=False,
-    )
-    overwrite: bool = option(
-        False,
-        BOOL,
-        "start a fresh dataset (also the way out of a damaged manifest.json)",
-        cli="--overwrite",
-        toml="target.overwrite",
-    )
-    mix_options: bool = option(
-        False,
-        BOOL,
-        "add recordings even though the dataset holds recordings exported with other "
-        "data-shaping options (frames, resize, fps, quality, source, event offset)",
-        cli="--mix-options",
-        toml="target.mix_options",
-    )
-    allow_foreign_files: bool = option(
-        False,
-        BOOL,
-        "add a new dataset to a folder that already holds other files (they are never "
-        "deleted or overwritten; a file named like one the export writes is refused)",
-        cli="--allow-foreign-files",
-        toml="target.allow_foreign_files",
-    )
-    shard_rows: int = option(
-        1_000_000,
-        INT,
-        "frame rows per shard at most",
-        cli="--shard-rows",
-        toml="target.shard_rows",
-        check=bounded(1, 2**31 - 1),
-        metavar="N",
-    )
-    checkpoint_every: int = option(
-        100,
-        INT,
-        "commit the dataset at least every N finished recordings",
-        cli="--checkpoint-every",
-        toml="target.checkpoint_every",
-        check=bounded(1, 2**62),
-        metavar="N",
-    )
-    checkpoint_seconds: float = option(
-        30.0,
-        FLOAT,
-        "... or at least every T seconds, whichever comes first: an interrupted run loses "
-        "at most that much work",
-        cli="--checkpoint-seconds",
-        toml="target.checkpoint_seconds",
-        check=bounded(0.0, MAX_SECONDS, low_open=True),
-        metavar="T",
-    )
-    break_lock: bool = option(
-        False,
-        BOOL,
-        "take the dataset's writer lock even if another export seems to hold it (only "
-        "when you know that export is dead; also the way out of a damaged lock)",
-        cli="--break-lock",
-        no_toml="a one-off decision after checking that the other export is dead, not a "
-        "standing setting: run `odyssey-data export OUTPUT --break-lock` once",
-    )
-    lock_timeout_s: float | None = option(
-        6 * 3600.0,
-        FLOAT,
-        "a writer lock idle for longer is stale and broken (0: never by age, only when "
-        "its process is gone from this machine)",
-        cli="--lock-timeout",
-        toml="target.lock_timeout_s",
-        check=bounded(0.0, 10 * MAX_SECONDS, low_open=True),
-        metavar="SECONDS",
-        zero_means_none=True,
-    )
-
-
 @dataclass(frozen=True, kw_only=True)
 class RunOptions:
     """Where and how wide the recordings run."""
@@ -509,6 +358,8 @@ class RunOptions:
         toml="executor.workers",
         check=bounded(1, MAX_WORKERS),
         metavar="N",
+        no_record=_SPREAD,
+        no_data=_RUNS,
     )
     executor: str = option(
         "local",
@@ -518,6 +369,8 @@ class RunOptions:
         cli="--executor",
         toml="executor.name",
         choices=EXECUTORS,
+        record=True,
+        no_data=_RUNS,
     )
     ray_address: str | None = option(
         None,
@@ -526,6 +379,8 @@ class RunOptions:
         cli="--ray-address",
         toml="executor.ray_address",
         metavar="ADDR",
+        no_record=_SPREAD,
+        no_data=_RUNS,
     )
 
 
@@ -543,6 +398,10 @@ class QCSettings:
         cli="--qc",
         toml="qc.mode",
         choices=QC_MODES,
+        record=True,
+        no_data="fills the qc table (its qc_mode says what each row measured) and "
+        "segments.response_latency_s (null when not measured); the contract's columns of "
+        "frames, recordings, events and segments are the same under every mode",
     )
     qc_fail_on: tuple[str, ...] = option(
         (),
@@ -554,6 +413,9 @@ class QCSettings:
         toml="qc.fail_on",
         check=_check_rules,
         metavar="EXPR",
+        record=Recorded(value=_rules_as_written),
+        no_data="decides which recordings are exported (one that breaks a rule has no "
+        "rows), not what an exported recording's rows hold",
     )
 
     def qc_options(self) -> QCOptions:
@@ -711,27 +573,6 @@ class ExportConfig(
         return self.executor == "local" and not self.frame_options().materialised
 
     def public_options(self) -> dict[str, Any]:
-        """The options as recorded in the manifest: no key, no storage credentials."""
-        api_url = self.api_url or os.environ.get("ODYSSEY_API_URL")
-        return {
-            "api_url": redact_url(api_url) if api_url else None,
-            "frames": self.frames,
-            "resize": list(self.resize) if self.resize else None,
-            "fps": self.fps,
-            "limit": self.limit,
-            "stream_ids": list(self.stream_ids),
-            "source": self.source,
-            "job_ids": list(self.job_ids),
-            "job_status": self.job_status,
-            "with_thumbnails": self.with_thumbnails,
-            "executor": self.executor,
-            "event_offset_ms": self.event_offset_ms,
-            "probe": self.probe,
-            "shard_rows": self.shard_rows,
-            "storage_option_keys": sorted(self.storage_options),
-            "started_after": self.started_after.isoformat() if self.started_after else None,
-            "started_before": self.started_before.isoformat() if self.started_before else None,
-            "min_duration_s": self.min_duration_s,
-            "qc": self.qc,
-            "qc_fail_on": [str(rule) for rule in self.qc_options().rules],
-        }
+        """The options as recorded in the manifest (each declaration's ``record``): no
+        key, no storage credentials."""
+        return {spec.record_key: spec.record.of(spec, self) for spec in OPTIONS if spec.record}

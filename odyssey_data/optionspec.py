@@ -3,8 +3,9 @@
 
 A :class:`Kind` reads a value from command-line text, TOML or Python; an :class:`Option`
 is one declaration (made with :func:`option` as a field of an option group); a
-:class:`Surface` names an option in errors the way the user wrote it. Pure: the standard
-library and the package's errors and models only.
+:class:`Surface` names an option in errors the way the user wrote it; a :class:`Recorded`
+says how an option is written into the datasets it makes. Pure: the standard library and
+the package's errors and models only.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "FLOAT",
     "INT",
     "MAPPING",
+    "MAX_SECONDS",
     "MOMENT",
     "OBJECT",
     "SIZE",
@@ -33,7 +35,9 @@ __all__ = [
     "Invalid",
     "Kind",
     "Option",
+    "Recorded",
     "Surface",
+    "as_json",
     "bounded",
     "option",
     "parse_resize",
@@ -197,6 +201,9 @@ OBJECT = Kind("an object", None, _anything)
 
 # -- the checks ----------------------------------------------------------------------
 
+#: Timeouts and durations are refused above this (every wait must end): a year.
+MAX_SECONDS = 366 * 86_400.0
+
 
 def bounded(
     low: float, high: float, *, low_open: bool = False, span: bool = False
@@ -227,6 +234,44 @@ def bounded(
 # -- the declaration -----------------------------------------------------------------
 
 
+def as_json(value: Any) -> Any:
+    """An option's value as written into a dataset: tuples as lists, times as ISO 8601."""
+    if isinstance(value, tuple | list):
+        return [as_json(item) for item in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """How an option is written into the datasets it makes: in ``manifest.json``'s
+    ``options`` (``record=``), or, for an option that shapes the rows (``data=``), in
+    each recording's ``export_options``, where a re-run compares it.
+
+    Attributes:
+        key: the name it is written under (default: the option's name).
+        value: its JSON value from the whole export config (default: the option's own
+            value, tuples as lists, times as ISO 8601 text).
+        same: whether two written values make the same rows (``data=`` only; default:
+            equal).
+    """
+
+    key: str | None = None
+    value: Callable[[Any], Any] | None = None
+    same: Callable[[Any, Any], bool] | None = None
+
+    def of(self, spec: Option, config: Any) -> Any:
+        """The value written for ``spec`` in ``config``."""
+        if self.value is not None:
+            return self.value(config)
+        return as_json(getattr(config, spec.name))
+
+
+def _equal(before: Any, after: Any) -> bool:
+    return bool(before == after)
+
+
 @dataclass(frozen=True)
 class Option:
     """One export option, as every surface sees it.
@@ -243,6 +288,12 @@ class Option:
         no_toml: why pipeline files deliberately lack it (when ``toml`` is ``None``).
         check: refuses a value (raises :class:`Invalid`); the same for every surface.
         metavar: the CLI's placeholder for the value.
+        record: how it is written in ``manifest.json``'s ``options`` (``None``: not).
+        no_record: why it is not written there (when ``record`` is ``None``).
+        data: it shapes the rows: how it is written in each recording's
+            ``export_options``, which a re-run must match (``None``: it does not).
+        no_data: why an exported recording's rows are the same whatever its value (when
+            ``data`` is ``None``).
     """
 
     name: str
@@ -258,6 +309,25 @@ class Option:
     metavar: str | None = None
     choices: tuple[str, ...] | None = None
     zero_means_none: bool = False
+    record: Recorded | None = None
+    no_record: str | None = None
+    data: Recorded | None = None
+    no_data: str | None = None
+
+    @property
+    def record_key(self) -> str:
+        """Its name in ``manifest.json``'s ``options``."""
+        return (self.record.key if self.record else None) or self.name
+
+    @property
+    def data_key(self) -> str:
+        """Its name in ``export_options`` (an option that shapes the rows)."""
+        return (self.data.key if self.data else None) or self.name
+
+    def same_rows(self, before: Any, after: Any) -> bool:
+        """Whether two ``export_options`` values of this option make the same rows."""
+        same = self.data.same if self.data else None
+        return (same or _equal)(before, after)
 
     def read(self, value: Any, surface: Surface) -> Any:
         """``value`` as given on ``surface``, read and checked; ``None`` stays not set.
@@ -305,10 +375,24 @@ def option(
     zero_means_none: bool = False,
     factory: Callable[[], Any] | None = None,
     repr: bool = True,
+    record: Recorded | bool = False,
+    no_record: str | None = None,
+    data: Recorded | bool = False,
+    no_data: str | None = None,
 ) -> Any:
-    """Declare an option as a field of its group (see :class:`Option`)."""
+    """Declare an option as a field of its group (see :class:`Option`).
+
+    Each pair is required, one or the other: ``cli`` or ``no_cli``, ``toml`` or
+    ``no_toml``, ``record`` or ``no_record``, ``data`` or ``no_data`` (``True``: as
+    :class:`Recorded` does by default). A new option cannot leave a surface, the manifest
+    or the re-run check out by forgetting it.
+    """
     if (cli is None) == (no_cli is None) or (toml is None) == (no_toml is None):
         raise TypeError("give each surface's name, or the reason it lacks the option")
+    if (not record) == (no_record is None):
+        raise TypeError("say how the option is recorded in the manifest, or why it is not")
+    if (not data) == (no_data is None):
+        raise TypeError("say how the option shapes the rows, or why the rows are the same")
     spec = {
         "kind": kind,
         "help": help,
@@ -320,6 +404,10 @@ def option(
         "metavar": metavar,
         "choices": choices,
         "zero_means_none": zero_means_none,
+        "record": Recorded() if record is True else record or None,
+        "no_record": no_record,
+        "data": Recorded() if data is True else data or None,
+        "no_data": no_data,
     }
     if factory is not None:
         return field(default_factory=factory, metadata={"option": spec}, repr=repr, kw_only=True)
@@ -331,7 +419,7 @@ class Surface:
     """Where options were written: names them in errors as the user wrote them.
 
     Attributes:
-        kind: ``python`` (``fps``), ``cli`` (``--fps``) or ``toml`` (``[frames] fps``).
+        kind: ``python`` (``fps=``), ``cli`` (``--fps``) or ``toml`` (``[frames] fps``).
         where: what errors start with (a pipeline file's path), if anything.
     """
 

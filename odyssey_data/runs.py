@@ -10,8 +10,10 @@ names the difference and the ways forward, unless it is asked to mix them.
 ``manifest.json`` also keeps ``runs``: one entry per export (when, which version, which
 options, what it added), updated at every checkpoint.
 
-Adding an option that shapes the data: add one entry to :data:`DATA_OPTIONS` (its key,
-how to read it from the config, the CLI flag that sets it). Nothing else changes.
+:data:`DATA_OPTIONS` is made from the option declarations (:mod:`odyssey_data.options`):
+every option says either how it shapes the rows (``data=``: its key, its value, when two
+values make the same rows) or why a recording's rows are the same whatever its value
+(``no_data=``). An option added without saying is refused when it is declared.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 from odyssey_data._version import __version__
 from odyssey_data.errors import ConfigError
-from odyssey_data.options import OPTION
+from odyssey_data.options import OPTIONS, Option
 from odyssey_data.storage import utc_now_iso
 
 __all__ = [
@@ -56,36 +58,17 @@ class DataOption:
     same: Callable[[Any, Any], bool] = lambda a, b: bool(a == b)
 
 
-def _same_source(before: Any, after: Any) -> bool:
-    # "all" holds streams and simulations alike: either kind can be added to it, and it
-    # can be added to a dataset of either kind.
-    return before == after or "all" in (before, after)
+def _data_option(spec: Option) -> DataOption:
+    assert spec.data is not None
+    data = spec.data
+    return DataOption(
+        spec.data_key, lambda config: data.of(spec, config), str(spec.cli), spec.same_rows
+    )
 
 
-def _resize(config: Any) -> Any:
-    if config.resize is None:
-        return None
-    width, height = config.resize
-    return f"{width}x{height}" if height is not None else str(width)
-
-
-def _flag(name: str) -> str:
-    return str(OPTION[name].cli)
-
-
-#: The options that shape the data, in the order they are named in messages.
-DATA_OPTIONS: list[DataOption] = [
-    DataOption("frames", lambda c: c.frames, _flag("frames")),
-    DataOption("resize", _resize, _flag("resize")),
-    DataOption("fps", lambda c: c.fps, _flag("fps")),
-    DataOption(
-        "quality",
-        lambda c: c.image_quality if c.frames in ("jpeg", "webp") else None,
-        _flag("image_quality"),
-    ),
-    DataOption("source", lambda c: c.source, _flag("source"), _same_source),
-    DataOption("event_offset_ms", lambda c: float(c.event_offset_ms), _flag("event_offset_ms")),
-]
+#: The options that shape the data (declared with ``data=``), in the order they are
+#: declared and named in messages.
+DATA_OPTIONS: list[DataOption] = [_data_option(spec) for spec in OPTIONS if spec.data]
 
 
 def data_options(config: Any) -> dict[str, Any]:

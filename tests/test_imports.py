@@ -45,6 +45,8 @@ PURE = {
     "odyssey_data.manifest": ("pyarrow", "numpy", "polars"),
     "odyssey_data.models": ("pyarrow", "numpy", "polars"),
     "odyssey_data.options": ("pyarrow", "numpy", "polars"),
+    "odyssey_data.frameoptions": ("pyarrow", "numpy", "polars"),
+    "odyssey_data.targetoptions": ("pyarrow", "numpy", "polars"),
     "odyssey_data.optionspec": ("pyarrow", "numpy", "polars"),
     "odyssey_data.jobfile": ("pyarrow", "numpy", "polars"),
 }

@@ -20,6 +20,7 @@ from odyssey_data.demo import DemoServer
 from odyssey_data.errors import ConfigError
 from odyssey_data.jobfile import SCHEMA, parse_job
 from odyssey_data.options import OPTION, OPTIONS, ExportConfig, Option, RetryPolicy
+from odyssey_data.optionspec import INT, option
 from odyssey_data.pipeline import export
 
 # One value each option can take other than its default: (Python, command-line texts,
@@ -158,6 +159,25 @@ def test_the_reasons_a_surface_lacks_an_option() -> None:
         "retry": (True, True),
     }
     assert "api_key_env" in str(OPTION["api_key"].no_toml)
+
+
+def test_an_option_says_how_it_is_recorded_and_whether_it_shapes_rows() -> None:
+    """The manifest's options and the re-run check are made from the declarations: an
+    option must say how it is written into a dataset, or why not, and whether it shapes
+    the rows, or why not (tests/test_data_options.py checks the second by exporting)."""
+    for spec in OPTIONS:
+        assert (spec.record is None) != (spec.no_record is None), spec.name
+        assert (spec.data is None) != (spec.no_data is None), spec.name
+        for reason in (spec.no_record, spec.no_data):
+            assert reason is None or len(reason) > 20, spec.name
+    assert OPTION["api_key"].record is None
+    assert "secret" in str(OPTION["api_key"].no_record)
+    surfaces = {"cli": "--x", "toml": "s.x"}
+    with pytest.raises(TypeError, match="recorded in the manifest"):
+        option(1, INT, "h", **surfaces, data=True)
+    with pytest.raises(TypeError, match="shapes the rows"):
+        option(1, INT, "h", **surfaces, record=True)
+    option(1, INT, "h", **surfaces, no_record="not a property of the dataset", data=True)
 
 
 @pytest.mark.parametrize(
