@@ -433,6 +433,8 @@ class Surface:
         if self.kind == "toml" and spec.toml:
             section, _, key = spec.toml.partition(".")
             return f"[{section}] {key}"
+        if self.kind == "python":
+            return f"{spec.name}="  # the keyword: export(fps=...), ExportConfig(fps=...)
         return spec.name
 
     def spell_value(self, spec: Option, value: str) -> str:

@@ -229,7 +229,7 @@ def test_errors_name_the_option_as_each_surface_spells_it(
     section, _, key = str(spec.toml).partition(".")
     with pytest.raises(ConfigError) as raised:
         ExportConfig(output="x", **python)
-    assert str(raised.value).startswith(message.format(name))
+    assert str(raised.value).startswith(message.format(f"{name}="))  # the keyword
     args = cli.build_parser().parse_args(["export", "x", *argv])
     with pytest.raises(ConfigError) as raised:
         config_from(args, args.output)
@@ -240,7 +240,7 @@ def test_errors_name_the_option_as_each_surface_spells_it(
 
 
 def test_options_that_do_not_go_together_are_named_per_surface() -> None:
-    with pytest.raises(ConfigError, match=r"job_ids and job_status need source='simulations'"):
+    with pytest.raises(ConfigError, match=r"job_ids= and job_status= need source='simulations'"):
         ExportConfig(output="x", job_ids=["j"])
     args = cli.build_parser().parse_args(["export", "x", "--job-id", "j"])
     with pytest.raises(ConfigError, match=r"--job-id and --status need --source simulations"):
@@ -262,7 +262,7 @@ def test_python_takes_what_the_other_surfaces_take() -> None:
     assert config.stream_ids == ("a",)
     assert config.started_after == datetime(2026, 1, 1, tzinfo=UTC)
     assert config.frame_options().resize == (256, 144)
-    with pytest.raises(ConfigError, match="stream_ids must be a list of strings"):
+    with pytest.raises(ConfigError, match="stream_ids= must be a list of strings"):
         ExportConfig(output="x", stream_ids="abc")
 
 

@@ -271,9 +271,9 @@ def test_source_options_are_checked() -> None:
     from odyssey_data.errors import ConfigError
     from odyssey_data.pipeline import ExportConfig
 
-    with pytest.raises(ConfigError, match="source must be one of"):
+    with pytest.raises(ConfigError, match="source= must be one of"):
         ExportConfig(output="x", source="everything")
     with pytest.raises(ConfigError, match="need source="):
         ExportConfig(output="x", job_ids=("a",))
-    with pytest.raises(ConfigError, match="job_status must be one of"):
+    with pytest.raises(ConfigError, match="job_status= must be one of"):
         ExportConfig(output="x", source="all", job_status="done")
