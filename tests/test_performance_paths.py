@@ -236,12 +236,12 @@ def test_download_hash_survives_resume_and_restart(tmp_path: Path) -> None:
 
 
 def test_final_digest_rehashes_a_file_out_of_step(tmp_path: Path) -> None:
-    from odyssey_data.api.download import _final_digest
+    from odyssey_data.api.download import DownloadState, _final_digest
 
     data = b"x" * 3_000_000
     with open(tmp_path / "f", "w+b") as handle:
         handle.write(data)
-        state = {"hash": hashlib.sha256(b"not these bytes"), "hashed": 5}
+        state = DownloadState("https://example.test/f", digest=hashlib.sha256(b"n"), hashed=5)
         assert _final_digest(state, handle, len(data)) == hashlib.sha256(data).hexdigest()
         assert handle.tell() == len(data)
 

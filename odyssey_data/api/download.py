@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import IO, Any
+from dataclasses import dataclass, field
+from typing import IO
 
 import httpx
 
@@ -29,7 +29,7 @@ from odyssey_data.errors import DownloadError, redact_url
 from odyssey_data.options import RetryPolicy
 from odyssey_data.progress import LIVE
 
-__all__ = ["DownloadLimits", "DownloadStats", "download_url"]
+__all__ = ["DownloadLimits", "DownloadState", "DownloadStats", "ObjectVersion", "download_url"]
 
 
 @dataclass(slots=True)
@@ -58,6 +58,56 @@ class DownloadLimits:
     #: Bytes per second an attempt must average once it has run for ``timeout_s``.
     min_rate: float
     timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectVersion:
+    """Which object an answer was: its ``ETag``, ``Last-Modified`` and full size (each
+    ``None`` when the server did not say)."""
+
+    etag: str | None
+    modified: str | None
+    size: int | None
+
+    @property
+    def if_range(self) -> str | None:
+        """What a resume sends as ``If-Range``: a strong ETag, else the date (RFC 9110
+        13.1.5); ``None`` when there is neither."""
+        strong = self.etag if self.etag and not self.etag.startswith("W/") else None
+        return strong or self.modified
+
+    def changes(self, now: ObjectVersion) -> list[str]:
+        """The names of what differs in ``now`` (of what both answers said)."""
+        return [
+            name
+            for name, before, after in (
+                ("ETag", self.etag, now.etag),
+                ("Last-Modified", self.modified, now.modified),
+                ("size", self.size, now.size),
+            )
+            if before is not None and after is not None and before != after
+        ]
+
+
+@dataclass(slots=True)
+class DownloadState:
+    """Where one download stands between its attempts."""
+
+    #: The URL to ask next (a fresh one replaces an expired one).
+    url: str
+    #: Whether the next attempt may ask for the rest only (``Range``).
+    resumable: bool = False
+    #: SHA-256 of ``dest``'s first :attr:`hashed` bytes; ``None`` once out of step with
+    #: the file (it is then hashed whole at the end).
+    digest: hashlib._Hash | None = field(default_factory=hashlib.sha256)
+    hashed: int = 0
+    #: The object the last answer served, to resume only the same one.
+    version: ObjectVersion | None = None
+
+    def restart_hash(self) -> None:
+        """``dest`` starts again from byte 0: so does the running hash."""
+        self.digest = hashlib.sha256()
+        self.hashed = 0
 
 
 def download_url(
@@ -100,18 +150,13 @@ class _Download:
     def run(self, url: str, dest: IO[bytes], stats: DownloadStats | None) -> DownloadStats:
         stats = stats if stats is not None else DownloadStats()
         stats.sha256 = None
-        # The running hash covers dest's first ``hashed`` bytes; reset on every restart
-        # from byte 0, continued on a resume that starts exactly where it stopped.
-        state: dict[str, Any] = {
-            "url": url,
-            "resumable": False,
-            "hash": hashlib.sha256(),
-            "hashed": 0,
-        }
+        # The running hash is reset on every restart from byte 0, continued on a resume
+        # that starts exactly where it stopped.
+        state = DownloadState(url)
         dest.seek(0)
         dest.truncate()
         try:
-            for attempt in attempts(self.policy, "GET", lambda: str(state["url"])):
+            for attempt in attempts(self.policy, "GET", lambda: state.url):
                 with attempt:
                     stats.attempts += 1
                     self._once(state, dest, stats)
@@ -126,27 +171,28 @@ class _Download:
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             tries = f"after {stats.attempts} attempts " if stats.attempts > 1 else ""
             raise DownloadError(
-                f"{self.what}: download failed {tries}({transport_reason(exc, state['url'])}); "
+                f"{self.what}: download failed {tries}({transport_reason(exc, state.url)}); "
                 "re-run the export to try again"
             ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _once(self, state: dict[str, Any], dest: IO[bytes], stats: DownloadStats) -> None:
-        url: str = state["url"]
-        offset = dest.tell() if state["resumable"] else 0
+    def _once(self, state: DownloadState, dest: IO[bytes], stats: DownloadStats) -> None:
+        url = state.url
+        offset = dest.tell() if state.resumable else 0
         if offset == 0:
             dest.seek(0)
             dest.truncate()
-            _reset_hash(state)
-        elif state["hash"] is not None and state["hashed"] != offset:
-            state["hash"] = None  # out of step with the file: hash it whole at the end
+            state.restart_hash()
+        elif state.digest is not None and state.hashed != offset:
+            state.digest = None  # out of step with the file: hash it whole at the end
         # identity: byte counts and ranges are then those of the stored object.
         headers = {"Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
-            if state.get("if_range"):
+            if_range = state.version.if_range if state.version is not None else None
+            if if_range:
                 # The rest of *this* object, or (changed since) all of the new one.
-                headers["If-Range"] = state["if_range"]
+                headers["If-Range"] = if_range
         # A redirect from https to plain http is refused before it is followed (the hook).
         https_only = {HTTPS_ONLY: url.lower().startswith("https:")}
         try:
@@ -159,14 +205,14 @@ class _Download:
 
     def _read(
         self,
-        state: dict[str, Any],
+        state: DownloadState,
         response: httpx.Response,
         dest: IO[bytes],
         stats: DownloadStats,
         offset: int,
     ) -> None:
         """One download attempt's answer: check it, then write its body to ``dest``."""
-        url: str = state["url"]
+        url = state.url
         status = response.status_code
         if status == 403 and self.refresh_url is not None and _is_expired(response):
             if stats.refreshes >= self.policy.max_url_refreshes:
@@ -178,7 +224,7 @@ class _Download:
             stats.refreshes += 1
             if not fresh:
                 raise DownloadError(f"{self.what}: the API no longer gives a URL for it")
-            state["url"] = fresh
+            state.url = fresh
             raise Retryable(f"presigned URL expired at {redact_url(url)}", 0.0)
         if is_transient_status(status):
             raise Retryable(
@@ -192,7 +238,7 @@ class _Download:
             size = _content_range_size(response)
             if size == offset:
                 return
-            state["resumable"] = False
+            state.resumable = False
             raise Retryable(f"HTTP 416 resuming at byte {offset} of {redact_url(url)}")
         if status >= 400:
             hint = {
@@ -207,14 +253,14 @@ class _Download:
             dest.seek(0)
             dest.truncate()
             offset = 0
-            _reset_hash(state)
+            state.restart_hash()
         try:
             total = None if encoded else _expected_total(response, offset)
         except Retryable:
-            state["resumable"] = False
+            state.resumable = False
             raise
         # Decoded bodies (Content-Encoding) cannot be resumed by byte ranges.
-        state["resumable"] = not encoded and (
+        state.resumable = not encoded and (
             response.headers.get("Accept-Ranges") == "bytes" or status == 206
         )
         _check_same_object(state, response, total, offset, url)
@@ -225,7 +271,7 @@ class _Download:
                 f"{self.limits.max_bytes} bytes (raise --max-download-bytes)"
             )
         written = offset
-        digest = state["hash"]
+        digest = state.digest
         # As the bytes arrive (no re-chunking): what came before a break is kept and
         # the next attempt resumes after it. Each chunk is hashed once written, so the
         # file is never read again to checksum it.
@@ -248,51 +294,34 @@ class _Download:
             LIVE.add_bytes(len(chunk))
             if digest is not None:
                 digest.update(chunk)
-                state["hashed"] += len(chunk)
+                state.hashed += len(chunk)
         if total is not None and written != total:
             raise Retryable(f"short body: got {written} of {total} bytes")
 
 
 def _check_same_object(
-    state: dict[str, Any], response: httpx.Response, total: int | None, offset: int, url: str
+    state: DownloadState, response: httpx.Response, total: int | None, offset: int, url: str
 ) -> None:
     """Remember the object's ETag/Last-Modified and size; on a resume (206), make sure
     the rest comes from the same object, else start over (a retry from byte 0)."""
-    etag = response.headers.get("ETag")
-    modified = response.headers.get("Last-Modified")
-    if response.status_code == 206 and offset:
-        changed = [
-            name
-            for name, before, now in (
-                ("ETag", state.get("etag"), etag),
-                ("Last-Modified", state.get("modified"), modified),
-                ("size", state.get("size"), total),
-            )
-            if before is not None and now is not None and before != now
-        ]
+    now = ObjectVersion(response.headers.get("ETag"), response.headers.get("Last-Modified"), total)
+    if response.status_code == 206 and offset and state.version is not None:
+        changed = state.version.changes(now)
         if changed:
-            state["resumable"] = False
-            state["etag"] = state["modified"] = state["size"] = state["if_range"] = None
+            state.resumable = False
+            state.version = None
             raise Retryable(
                 f"the file at {redact_url(url)} changed during the download (its "
                 f"{' and '.join(changed)} differ); downloading it again from the start"
             )
-    state["etag"], state["modified"], state["size"] = etag, modified, total
-    # If-Range takes a strong ETag or a date (RFC 9110 13.1.5).
-    strong = etag if etag and not etag.startswith("W/") else None
-    state["if_range"] = strong or modified
+    state.version = now
 
 
-def _reset_hash(state: dict[str, Any]) -> None:
-    state["hash"] = hashlib.sha256()
-    state["hashed"] = 0
-
-
-def _final_digest(state: dict[str, Any], dest: IO[bytes], size: int) -> str | None:
+def _final_digest(state: DownloadState, dest: IO[bytes], size: int) -> str | None:
     """SHA-256 of dest's ``size`` bytes: the running hash, or a re-read when out of step
     (``None`` when that is needed and ``dest`` is write-only)."""
-    digest = state["hash"]
-    if digest is not None and state["hashed"] == size:
+    digest = state.digest
+    if digest is not None and state.hashed == size:
         return str(digest.hexdigest())
     if not dest.readable():
         return None
