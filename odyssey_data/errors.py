@@ -77,19 +77,58 @@ class MissingDependencyError(OdysseyDataError, ImportError):
         self.extra = extra
 
 
-class ApiError(OdysseyDataError):
+class _RetryDecision:
+    """What an HTTP failure says about trying again (set where httpx's errors are
+    translated, :mod:`odyssey_data.api.errors`, and read by the client's retry loop).
+
+    Attributes:
+        status_code: the HTTP status, when there was an answer.
+        retryable: whether trying again could help. The client retries such a failure
+            itself; an error it raises has had its retries, so this is then ``False``
+            (but for :class:`RateLimited`: a later run may get past the limit).
+        retry_after: seconds to wait before the next try, when known (the server's
+            ``Retry-After``; 0 after a fresh presigned URL).
+        reason: a few words on what failed (``connection refused``, ``HTTP 503``), as
+            the client's retry log line says it.
+    """
+
+    retryable: bool = False
+
+    def _decide(
+        self,
+        status_code: int | None,
+        retryable: bool | None,
+        retry_after: float | None,
+        reason: str | None,
+    ) -> None:
+        self.status_code = status_code
+        if retryable is not None:
+            self.retryable = retryable
+        self.retry_after = retry_after
+        self.reason = reason
+
+
+class ApiError(_RetryDecision, OdysseyDataError):
     """The Odyssey REST API refused or failed a request.
 
     Attributes:
         status_code: the HTTP status, when there was an answer.
         retryable: whether trying again later could help.
+        retry_after: seconds the server asked to wait (``Retry-After``), when it said.
+        reason: what failed, in a few words.
     """
 
-    retryable: bool = False
-
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+        reason: str | None = None,
+    ) -> None:
         super().__init__(message)
-        self.status_code = status_code
+        self._decide(status_code, retryable, retry_after, reason)
 
 
 class AuthError(ApiError):
@@ -122,8 +161,29 @@ class RecordingError(OdysseyDataError):
         self.stream_id = stream_id
 
 
-class DownloadError(RecordingError):
-    """A video or events log could not be downloaded completely."""
+class DownloadError(_RetryDecision, RecordingError):
+    """A video or events log could not be downloaded completely.
+
+    Attributes:
+        status_code: the HTTP status of the answer that failed it, when there was one.
+        retryable: whether trying again could help (an attempt that failed so is
+            retried by the client; the error it raises has had its retries).
+        retry_after: seconds to wait before trying again, when known.
+        reason: what failed, in a few words.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        stream_id: str | None = None,
+        status_code: int | None = None,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(message, stream_id=stream_id)
+        self._decide(status_code, retryable, retry_after, reason)
 
 
 class DecodeError(RecordingError):

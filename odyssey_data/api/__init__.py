@@ -26,7 +26,9 @@ The modules, one seam each:
 - :mod:`~odyssey_data.api.paging`: :class:`OffsetPaginator` and the listing loop;
 - :mod:`~odyssey_data.api.download`: one download (resume, ``If-Range``, size cap, rate floor);
 - :mod:`~odyssey_data.api.credentials`: where the key and token may go, redaction of logs;
-- :mod:`~odyssey_data.api.retry`: what is retried, the backoff and the retry log line;
+- :mod:`~odyssey_data.api.errors`: the one translation of httpx's exceptions (and of the
+  answers worth another try) into :mod:`odyssey_data.errors`, with the retry decision;
+- :mod:`~odyssey_data.api.retry`: the retry loop (backoff, the retry log line);
 - :mod:`~odyssey_data.api.transport`: the shared TLS context and wide socket reads.
 """
 

@@ -28,14 +28,9 @@ from odyssey_data.api.credentials import (
     scrub,
 )
 from odyssey_data.api.download import DownloadLimits, DownloadStats, download_url
+from odyssey_data.api.errors import answer_error, is_transient_status, translate
 from odyssey_data.api.paging import paginate
-from odyssey_data.api.retry import (
-    Retryable,
-    attempts,
-    is_transient_status,
-    retry_after,
-    transport_reason,
-)
+from odyssey_data.api.retry import attempts
 from odyssey_data.api.transport import ssl_context, widen_reads
 from odyssey_data.errors import (
     ApiError,
@@ -156,7 +151,10 @@ class OdysseyClient:
         self.max_download_bytes = max_download_bytes
         self.min_download_rate = min_download_rate
         self.timeout_s = timeout_s
-        guard = CredentialGuard(self.api_url)
+        try:
+            guard = CredentialGuard(self.api_url)
+        except httpx.InvalidURL as exc:
+            raise translate(exc, "the API URL", url=self.api_url, config=True) from exc
         self._http = httpx.Client(
             transport=transport,
             verify=ssl_context() if transport is None else True,
@@ -195,17 +193,17 @@ class OdysseyClient:
         try:
             # The key is in the body: never re-sent to wherever a redirect points.
             response = self._send(
-                "POST", url, json={"api_key": self._api_key}, auth=False, redirects=False
+                "POST",
+                url,
+                "POST /auth/token",
+                json={"api_key": self._api_key},
+                auth=False,
+                redirects=False,
             )
-        except Retryable as exc:
+        except ApiError as exc:
+            if exc.status_code is None or not is_transient_status(exc.status_code):
+                raise
             raise ApiError(f"POST /auth/token kept failing: {exc}") from exc
-        except httpx.HTTPError as exc:
-            # Translated here so that the request waiting for the token does not retry
-            # the whole retry loop again (attempts x attempts).
-            raise ApiError(
-                f"POST /auth/token: cannot reach the API ({transport_reason(exc, url)}); "
-                "check the network or --api-url"
-            ) from exc
         if response.status_code in (401, 403, 422):
             detail = self._scrub(_detail(response))
             reason = {401: "the API key is invalid", 403: "access denied", 422: "malformed key"}
@@ -266,25 +264,38 @@ class OdysseyClient:
 
     # -- requests --------------------------------------------------------------------
     def _send(
-        self, method: str, url: str, *, auth: bool, redirects: bool = True, **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        auth: bool,
+        redirects: bool = True,
+        **kwargs: Any,
     ) -> httpx.Response:
-        """One API request with retries; returns the final (non-transient) response."""
+        """One API request with retries; returns the final (non-transient) response.
+
+        Raises:
+            ApiError: the API cannot be reached (the message starts with ``what``), or
+                it still answered a status worth another try (``status_code``) when the
+                retries ran out (the message is only ``HTTP 503 from URL``).
+        """
         for attempt in attempts(self.retry, method, lambda: url):
             with attempt:
                 if attempt.num > 1:
                     self.api_retries += 1
-                headers = {"Authorization": f"Bearer {self._bearer()}"} if auth else {}
-                response = self._request(method, url, headers, redirects, **kwargs)
-                if auth and response.status_code == 401:
-                    # The token may have been revoked or expired early: refresh once.
-                    headers = {"Authorization": f"Bearer {self._bearer(force=True)}"}
+                try:
+                    headers = {"Authorization": f"Bearer {self._bearer()}"} if auth else {}
                     response = self._request(method, url, headers, redirects, **kwargs)
-                if is_transient_status(response.status_code):
-                    raise Retryable(
-                        f"HTTP {response.status_code} from {redact_url(url)}",
-                        retry_after(response),
-                        status_code=response.status_code,
-                    )
+                    if auth and response.status_code == 401:
+                        # The token may have been revoked or expired early: refresh once.
+                        headers = {"Authorization": f"Bearer {self._bearer(force=True)}"}
+                        response = self._request(method, url, headers, redirects, **kwargs)
+                except httpx.HTTPError as exc:
+                    raise translate(exc, what, url=url) from exc
+                failure = answer_error(response, url=url)
+                if failure is not None:
+                    raise failure
                 return response
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
 
@@ -303,7 +314,7 @@ class OdysseyClient:
             try:
                 response = self._http.send(request, stream=True)
             except Refused as exc:
-                raise ApiError(f"{what}: {exc}") from exc
+                raise translate(exc, what, url=str(request.url)) from exc
             try:
                 if not response.has_redirect_location:
                     return _read_capped(response, what)
@@ -313,7 +324,7 @@ class OdysseyClient:
             try:
                 target = request.url.join(location)
             except httpx.InvalidURL as exc:
-                raise ApiResponseError(f"{what}: redirected to an invalid URL") from exc
+                raise translate(exc, what, url=location) from exc
             if not redirects:
                 raise ApiError(
                     f"{what} was redirected (HTTP {response.status_code}) to "
@@ -344,17 +355,14 @@ class OdysseyClient:
     def _api_get(self, path: str, what: str, params: dict[str, int | str] | None = None) -> Any:
         url = f"{self.api_url}{path}"
         try:
-            response = self._send("GET", url, auth=True, params=params)
-        except Retryable as exc:
+            response = self._send("GET", url, what, auth=True, params=params)
+        except ApiError as exc:
+            if exc.status_code is None or not is_transient_status(exc.status_code):
+                raise
             cls = RateLimited if exc.status_code == 429 else ApiError
             # The status as before: only a 429 is named (a 5xx stays a plain ApiError).
             status = 429 if exc.status_code == 429 else None
             raise cls(f"{what}: still failing after retries ({exc})", status_code=status) from exc
-        except httpx.HTTPError as exc:
-            raise ApiError(
-                f"{what}: cannot reach the API ({transport_reason(exc, url)}); "
-                "check the network or --api-url"
-            ) from exc
         if response.status_code == 404:
             raise NotFoundError(f"{what}: not found (HTTP 404)", status_code=404)
         if response.status_code in (401, 403):

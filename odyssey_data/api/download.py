@@ -18,13 +18,8 @@ from typing import IO
 import httpx
 
 from odyssey_data.api.credentials import HTTPS_ONLY, Refused
-from odyssey_data.api.retry import (
-    Retryable,
-    attempts,
-    is_transient_status,
-    retry_after,
-    transport_reason,
-)
+from odyssey_data.api.errors import answer_error, attempt_failed, translate
+from odyssey_data.api.retry import attempts
 from odyssey_data.errors import DownloadError, redact_url
 from odyssey_data.options import RetryPolicy
 from odyssey_data.progress import LIVE
@@ -103,6 +98,8 @@ class DownloadState:
     hashed: int = 0
     #: The object the last answer served, to resume only the same one.
     version: ObjectVersion | None = None
+    #: The presigned URL expired: a fresh one is asked for before the next attempt.
+    expired: bool = False
 
     def restart_hash(self) -> None:
         """``dest`` starts again from byte 0: so does the running hash."""
@@ -155,26 +152,38 @@ class _Download:
         state = DownloadState(url)
         dest.seek(0)
         dest.truncate()
-        try:
-            for attempt in attempts(self.policy, "GET", lambda: state.url):
-                with attempt:
-                    stats.attempts += 1
-                    self._once(state, dest, stats)
-                    stats.bytes = dest.tell()
-                    stats.sha256 = _final_digest(state, dest, stats.bytes)
-                    return stats
-        except Retryable as exc:
-            raise DownloadError(
-                f"{self.what}: download failed after {stats.attempts} attempts ({exc}); "
-                "re-run the export to try again"
-            ) from exc
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            tries = f"after {stats.attempts} attempts " if stats.attempts > 1 else ""
-            raise DownloadError(
-                f"{self.what}: download failed {tries}({transport_reason(exc, state.url)}); "
-                "re-run the export to try again"
-            ) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+        # Each failed attempt raises the error the download fails with should it be the
+        # last one (see api.errors): what leaves this loop is already the final error.
+        for attempt in attempts(self.policy, "GET", lambda: state.url):
+            if state.expired:
+                # Outside the attempt: the API's own retries ran, its errors are final.
+                self._refresh(state, stats)
+            with attempt:
+                stats.attempts += 1
+                self._once(state, dest, stats)
+                stats.bytes = dest.tell()
+                stats.sha256 = _final_digest(state, dest, stats.bytes)
+                return stats
+        raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
+
+    def _refresh(self, state: DownloadState, stats: DownloadStats) -> None:
+        """Replace the expired URL by a fresh one from the API."""
+        assert self.refresh_url is not None
+        fresh = self.refresh_url()
+        stats.refreshes += 1
+        if not fresh:
+            raise DownloadError(f"{self.what}: the API no longer gives a URL for it")
+        state.url, state.expired = fresh, False
+
+    def _failed(
+        self,
+        stats: DownloadStats,
+        detail: str,
+        reason: str | None = None,
+        wait: float | None = None,
+    ) -> DownloadError:
+        """This attempt failed in a way the next one may mend (see :func:`attempt_failed`)."""
+        return attempt_failed(self.what, stats.attempts, detail, reason=reason, retry_after=wait)
 
     def _once(self, state: DownloadState, dest: IO[bytes], stats: DownloadStats) -> None:
         url = state.url
@@ -200,8 +209,8 @@ class _Download:
                 "GET", url, headers=headers, follow_redirects=True, extensions=https_only
             ) as response:
                 self._read(state, response, dest, stats, offset)
-        except Refused as exc:
-            raise DownloadError(f"{self.what}: {exc}") from exc
+        except (httpx.HTTPError, httpx.InvalidURL, Refused) as exc:
+            raise translate(exc, self.what, url=url, attempt=stats.attempts) from exc
 
     def _read(
         self,
@@ -220,18 +229,11 @@ class _Download:
                     f"{self.what}: the presigned URL kept expiring "
                     f"({stats.refreshes} refreshes); check the machine's clock"
                 )
-            fresh = self.refresh_url()
-            stats.refreshes += 1
-            if not fresh:
-                raise DownloadError(f"{self.what}: the API no longer gives a URL for it")
-            state.url = fresh
-            raise Retryable(f"presigned URL expired at {redact_url(url)}", 0.0)
-        if is_transient_status(status):
-            raise Retryable(
-                f"HTTP {status} from {redact_url(url)}",
-                retry_after(response),
-                status_code=status,
-            )
+            state.expired = True
+            raise self._failed(stats, f"presigned URL expired at {redact_url(url)}", wait=0.0)
+        failure = answer_error(response, url=url, what=self.what, attempt=stats.attempts)
+        if failure is not None:
+            raise failure
         if status == 416 and offset:
             # Nothing left to send from ``offset``: done if that is the whole size,
             # else the object changed under us; start over either way.
@@ -239,7 +241,7 @@ class _Download:
             if size == offset:
                 return
             state.resumable = False
-            raise Retryable(f"HTTP 416 resuming at byte {offset} of {redact_url(url)}")
+            raise self._failed(stats, f"HTTP 416 resuming at byte {offset} of {redact_url(url)}")
         if status >= 400:
             hint = {
                 403: " (access denied: the URL is wrong or was revoked; re-run the export "
@@ -254,16 +256,16 @@ class _Download:
             dest.truncate()
             offset = 0
             state.restart_hash()
-        try:
-            total = None if encoded else _expected_total(response, offset)
-        except Retryable:
+        start = None if encoded else _resumed_at(response)
+        if start is not None and start != offset:
             state.resumable = False
-            raise
+            raise self._failed(stats, f"the server resumed at byte {start}, not {offset}")
+        total = None if encoded else _expected_total(response, offset, start)
         # Decoded bodies (Content-Encoding) cannot be resumed by byte ranges.
         state.resumable = not encoded and (
             response.headers.get("Accept-Ranges") == "bytes" or status == 206
         )
-        _check_same_object(state, response, total, offset, url)
+        self._check_same_object(state, stats, response, total, offset)
         stats.size = total
         if total is not None and total > self.limits.max_bytes:
             raise DownloadError(
@@ -280,10 +282,12 @@ class _Download:
             written += len(chunk)
             elapsed = time.monotonic() - started
             if elapsed > self.limits.timeout_s and written - offset < floor * elapsed:
-                raise Retryable(
-                    f"too slow: {written - offset} bytes in {elapsed:.0f} s from "
-                    f"{redact_url(url)}, below the minimum of {floor:.0f} bytes/s "
-                    "(--min-download-rate)"
+                slow = f"too slow: {written - offset} bytes in {elapsed:.0f} s"
+                raise self._failed(
+                    stats,
+                    f"{slow} from {redact_url(url)}, below the minimum of {floor:.0f} "
+                    "bytes/s (--min-download-rate)",
+                    reason=slow,
                 )
             if written > self.limits.max_bytes:
                 raise DownloadError(
@@ -296,25 +300,31 @@ class _Download:
                 digest.update(chunk)
                 state.hashed += len(chunk)
         if total is not None and written != total:
-            raise Retryable(f"short body: got {written} of {total} bytes")
+            raise self._failed(stats, f"short body: got {written} of {total} bytes")
 
-
-def _check_same_object(
-    state: DownloadState, response: httpx.Response, total: int | None, offset: int, url: str
-) -> None:
-    """Remember the object's ETag/Last-Modified and size; on a resume (206), make sure
-    the rest comes from the same object, else start over (a retry from byte 0)."""
-    now = ObjectVersion(response.headers.get("ETag"), response.headers.get("Last-Modified"), total)
-    if response.status_code == 206 and offset and state.version is not None:
-        changed = state.version.changes(now)
-        if changed:
-            state.resumable = False
-            state.version = None
-            raise Retryable(
-                f"the file at {redact_url(url)} changed during the download (its "
-                f"{' and '.join(changed)} differ); downloading it again from the start"
-            )
-    state.version = now
+    def _check_same_object(
+        self,
+        state: DownloadState,
+        stats: DownloadStats,
+        response: httpx.Response,
+        total: int | None,
+        offset: int,
+    ) -> None:
+        """Remember the object's ETag/Last-Modified and size; on a resume (206), make sure
+        the rest comes from the same object, else start over (a retry from byte 0)."""
+        headers = response.headers
+        now = ObjectVersion(headers.get("ETag"), headers.get("Last-Modified"), total)
+        if response.status_code == 206 and offset and state.version is not None:
+            changed = state.version.changes(now)
+            if changed:
+                state.resumable = False
+                state.version = None
+                change = (
+                    f"the file at {redact_url(state.url)} changed during the download (its "
+                    f"{' and '.join(changed)} differ); downloading it again"
+                )
+                raise self._failed(stats, f"{change} from the start", reason=change)
+        state.version = now
 
 
 def _final_digest(state: DownloadState, dest: IO[bytes], size: int) -> str | None:
@@ -350,15 +360,25 @@ def _content_range_size(response: httpx.Response) -> int | None:
     return int(size) if size.isdigit() else None
 
 
-def _expected_total(response: httpx.Response, offset: int) -> int | None:
+def _resumed_at(response: httpx.Response) -> int | None:
+    """The first byte a 206 answer sends (``Content-Range: bytes START-END/SIZE``)."""
+    if response.status_code != 206:
+        return None
+    span = response.headers.get("Content-Range", "").removeprefix("bytes ").partition("/")[0]
+    try:
+        return int(span.split("-")[0])
+    except ValueError:
+        return None
+
+
+def _expected_total(response: httpx.Response, offset: int, start: int | None) -> int | None:
+    """The full size of the object (the bytes before ``offset`` included); ``start`` is
+    :func:`_resumed_at`'s."""
     if response.status_code == 206:
-        content_range = response.headers.get("Content-Range", "")
         try:
-            span, _, size = content_range.removeprefix("bytes ").partition("/")
-            start = int(span.split("-")[0])
-            if start != offset:
-                raise Retryable(f"the server resumed at byte {start}, not {offset}")
-            return int(size)
+            if start is None:
+                raise ValueError("no range")
+            return int(response.headers.get("Content-Range", "").partition("/")[2])
         except ValueError:
             length = response.headers.get("Content-Length")
             return offset + int(length) if length and length.isdigit() else None
