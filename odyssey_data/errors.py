@@ -198,7 +198,7 @@ class StorageError(OdysseyDataError):
     """The dataset could not be written, committed or read.
 
     Errors of fsspec and its backends (botocore, gcsfs, aiohttp, OSError) become these
-    in one place, :func:`odyssey_data.storage_errors.storage_error`, with a one-line
+    in one place, :func:`odyssey_data.storage.errors.storage_error`, with a one-line
     message naming the file, the problem and the fix.
     """
 

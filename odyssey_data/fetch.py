@@ -24,7 +24,7 @@ from odyssey_data.errors import NotFoundError, OdysseyDataError, RecordingError
 from odyssey_data.growing import Growth, WatchedWriter
 from odyssey_data.models import Recording, RecordingInfo, ScriptEntry
 from odyssey_data.progress import LIVE
-from odyssey_data.storage_errors import storage_error
+from odyssey_data.storage.errors import storage_error
 from odyssey_data.task import STOPS_THE_RUN, Fetched, RecordingResult, RecordingTask
 
 __all__ = ["artifacts", "client_for", "close_clients", "fetch", "fetching"]

@@ -1,6 +1,6 @@
 """One translation point for httpx: its exceptions become the package's errors here.
 
-As :mod:`odyssey_data.storage_errors` is for fsspec and botocore (and as httpx maps
+As :mod:`odyssey_data.storage.errors` is for fsspec and botocore (and as httpx maps
 httpcore's exceptions to its own), every exception httpx raises in this package, and
 every HTTP answer worth another try, becomes one of :mod:`odyssey_data.errors`'s here:
 an :class:`~odyssey_data.errors.ApiError` for an API call, a

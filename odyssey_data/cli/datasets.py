@@ -120,7 +120,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
             os.makedirs(folder, exist_ok=True)
         sheet.save(args.out)
     except (OSError, ValueError) as exc:
-        from odyssey_data.storage_errors import storage_error
+        from odyssey_data.storage.errors import storage_error
 
         raise storage_error(exc, action="write", path=args.out, url=args.out) from exc
     out.print(f"wrote {args.out} ({sheet.size[0]}x{sheet.size[1]})")
