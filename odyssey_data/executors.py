@@ -25,9 +25,12 @@ from concurrent.futures import (
 )
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from odyssey_data.errors import ConfigError, MissingDependencyError, OdysseyDataError
+
+if TYPE_CHECKING:
+    from odyssey_data.options import RunOptions
 
 __all__ = [
     "Capabilities",
@@ -310,17 +313,28 @@ class LocalExecutor:
 
 
 def make_executor(
-    name: str, workers: int | None = None, *, threads: bool = False, **options: Any
+    run: RunOptions | str,
+    workers: int | None = None,
+    *,
+    threads: bool = False,
+    **options: Any,
 ) -> Executor:
-    """The executor called ``name``: ``"local"`` or ``"ray"`` (with the ray extra).
+    """The executor the run options name: the one place an executor's name is read.
+
+    The export calls it with its options' group (``make_executor(config.run,
+    threads=...)``); programs may name one instead (``make_executor("ray", 4,
+    address="auto")``). Everything else asks an executor for its
+    :class:`Capabilities`, never its name.
 
     Args:
-        name: ``"local"`` (a pool on this machine) or ``"ray"``.
-        workers: recordings in parallel. Local: pool size (default: the cores).
-            Ray: tasks in flight at once (default: twice the cluster's task slots).
+        run: the run options (``executor``, ``workers``, ``ray_address``), or the
+            name of an executor: ``"local"`` (a pool on this machine) or ``"ray"``
+            (with the ray extra).
+        workers: with a name: recordings in parallel. Local: pool size (default: the
+            cores). Ray: tasks in flight at once (default: twice the cluster's task slots).
         threads: local only: a pool of threads instead of processes (for work that
             runs without the GIL; see :class:`LocalExecutor`). Ray ignores it.
-        **options: executor options; for Ray those of
+        **options: with a name: executor options; for Ray those of
             :class:`odyssey_data.ray_executor.RayExecutor` (``address``,
             ``num_cpus_per_task``, ``memory_per_task``…). Options set to ``None`` are
             ignored, so a caller can pass its defaults whatever the executor.
@@ -328,7 +342,13 @@ def make_executor(
     Raises:
         ConfigError: unknown executor name, or an option the executor does not take.
         MissingDependencyError: ``"ray"`` without ray installed.
+        TypeError: run options and ``workers`` or ``options`` besides.
     """
+    if not isinstance(run, str):
+        if workers is not None or options:
+            raise TypeError("make_executor: the run options hold the workers and the options")
+        return make_executor(run.executor, run.workers, threads=threads, address=run.ray_address)
+    name = run
     given = {key: value for key, value in options.items() if value is not None}
     if name == "local":
         if given:

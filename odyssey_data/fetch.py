@@ -17,21 +17,66 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
-from odyssey_data.api import DownloadStats, OdysseyClient
+from odyssey_data.api import DownloadStats, OdysseyClient, resolve_credentials
 from odyssey_data.errors import NotFoundError, OdysseyDataError, RecordingError
 from odyssey_data.growing import Growth, WatchedWriter
 from odyssey_data.models import Recording, RecordingInfo, ScriptEntry
+from odyssey_data.options import ClientOptions
 from odyssey_data.progress import LIVE
 from odyssey_data.storage.errors import storage_error
-from odyssey_data.task import STOPS_THE_RUN, Fetched, RecordingResult, RecordingTask
+from odyssey_data.task import (
+    STOPS_THE_RUN,
+    Fetched,
+    RecordingResult,
+    RecordingStats,
+    RecordingTask,
+)
 
-__all__ = ["artifacts", "client_for", "close_clients", "fetch", "fetching"]
+__all__ = [
+    "artifacts",
+    "client_for",
+    "close_clients",
+    "fetch",
+    "fetching",
+    "open_client",
+    "with_credentials",
+]
+
+
+def open_client(options: ClientOptions) -> OdysseyClient:
+    """An API client with the export's client options: the one way the export makes one
+    (the driver's for listing, and each worker's, see :func:`client_for`).
+
+    Raises:
+        ConfigError: no API key was given or found in the environment, or a bad URL.
+    """
+    return OdysseyClient(
+        options.api_url,
+        options.api_key,
+        retry=options.retry,
+        max_download_bytes=options.max_download_bytes,
+        min_download_rate=options.min_download_rate,
+        timeout_s=options.timeout_s,
+    )
+
+
+def with_credentials(options: ClientOptions) -> ClientOptions:
+    """``options`` with the API URL and key resolved (from ``ODYSSEY_API_URL`` and
+    ``ODYSSEY_API_KEY`` when not given), as the driver hands them to workers that may run
+    where that environment is not.
+
+    Raises:
+        ConfigError: no API key was given or found in the environment, or a bad URL.
+    """
+    api_url, api_key = resolve_credentials(options.api_url, options.api_key)
+    return replace(options, api_url=api_url, api_key=api_key)
 
 
 #: One pooled client per worker process and thread (see :func:`client_for`).
-_CLIENTS: dict[tuple[Any, ...], OdysseyClient] = {}
+_CLIENTS: dict[tuple[int, ClientOptions], OdysseyClient] = {}
 
 
 def close_clients() -> None:
@@ -41,29 +86,14 @@ def close_clients() -> None:
 
 
 def client_for(task: RecordingTask) -> OdysseyClient:
+    """The pooled client of this worker process and thread for ``task.client``."""
     # One pooled client per worker process (per thread: the driver's download-ahead
-    # threads count their retries apart), API and client settings: connections are
-    # reused across tasks, and an export with other limits never gets a stale client.
-    key = (
-        threading.get_ident(),
-        task.api_url,
-        task.api_key,
-        task.retry,
-        task.max_download_bytes,
-        task.min_download_rate,
-        task.timeout_s,
-    )
+    # threads count their retries apart) and client options: connections are reused
+    # across tasks, and an export with other limits never gets a stale client.
+    key = (threading.get_ident(), task.client)
     client = _CLIENTS.get(key)
     if client is None:
-        client = OdysseyClient(
-            task.api_url,
-            task.api_key,
-            retry=task.retry,
-            max_download_bytes=task.max_download_bytes,
-            min_download_rate=task.min_download_rate,
-            timeout_s=task.timeout_s,
-        )
-        _CLIENTS[key] = client
+        client = _CLIENTS[key] = open_client(task.client)
     return client
 
 
@@ -93,7 +123,7 @@ def fetch(task: RecordingTask, folder: str, video_growth: Growth | None = None) 
                 sid,
                 "skipped",
                 "the API gives no video URL yet (still processing?); a later run exports it",
-                stats={"not_ready": True},
+                stats=RecordingStats(not_ready=1),
             )
         else:
             api = client
@@ -129,7 +159,7 @@ def fetch(task: RecordingTask, folder: str, video_growth: Growth | None = None) 
             if recording.events_url:
                 get(recording.events_url, "events.jsonl", "events log", "events_url")
                 fetched.events_file = os.path.join(folder, "events.jsonl")
-            if task.with_thumbnails:
+            if task.shape.with_thumbnails:
                 for url, name, kind in (
                     (recording.thumbnail_url, "thumbnail.jpg", "thumbnail"),
                     (recording.preview_url, "preview.mp4", "preview"),
@@ -168,11 +198,12 @@ def fetch(task: RecordingTask, folder: str, video_growth: Growth | None = None) 
         video_growth.finish(failed=fetched.result is not None)
     attempts = sum(d.attempts for d in downloads)
     api_retried = client.api_retries - api_retries if client is not None else 0
-    fetched.stats = {
-        "attempts": attempts,
-        "retries": attempts - len(downloads) + api_retried,
-        "url_refreshes": sum(d.refreshes for d in downloads),
-    }
+    fetched.stats = RecordingStats(
+        fetched=1,
+        attempts=attempts,
+        retries=attempts - len(downloads) + api_retried,
+        url_refreshes=sum(d.refreshes for d in downloads),
+    )
     fetched.download_s = round(time.perf_counter() - started, 4)
     return fetched
 

@@ -26,23 +26,22 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from odyssey_data._version import __version__
-from odyssey_data.api import OdysseyClient
 from odyssey_data.card import write_card
 from odyssey_data.errors import (
     ConfigError,
     OdysseyDataError,
 )
 from odyssey_data.executors import Executor, make_executor
-from odyssey_data.fetch import close_clients, fetch
+from odyssey_data.fetch import close_clients, fetch, open_client, with_credentials
 from odyssey_data.manifest import Manifest, RecordingStatus
 from odyssey_data.models import (
     RecordingInfo,
 )
-from odyssey_data.options import ExportConfig, FrameOptions
+from odyssey_data.options import ClientOptions, ExportConfig, FrameOptions, RunOptions
 from odyssey_data.progress import LIVE, ProgressSink, ProgressUpdate, make_sink
 from odyssey_data.runs import (
     check_options,
@@ -59,7 +58,7 @@ from odyssey_data.storage import (
     scratch_prefix,
     utc_now_iso,
 )
-from odyssey_data.task import Fetched, RecordingResult, RecordingTask
+from odyssey_data.task import Fetched, RecordingResult, RecordingStats, RecordingTask
 from odyssey_data.work import fetch_ahead, lost, process_recording, release_fetched
 
 __all__ = [
@@ -176,33 +175,54 @@ def export(
     sink = make_sink(progress)
     started = time.perf_counter()
     store = DatasetStore(config.output, config.storage_options)
-    workers = config.workers
-    if not store.shared_between_processes and given is not None:
-        if not given.capabilities.in_process:
-            given.close()
-            raise ConfigError(
-                f"{store.url} exists only in this process, so an executor whose workers "
-                "run elsewhere cannot write to it: use one that runs in this process, or "
-                "a shared target (a folder, s3://, gs://)"
-            )
-    elif not store.shared_between_processes:
-        # memory:// lives in this process: videos written by worker processes would be lost.
-        if config.executor != "local":
-            raise ConfigError(
-                f"{store.url} exists only in this process, so the {config.executor!r} "
-                "executor cannot write to it: use executor='local', or a shared target "
-                "(a folder, s3://, gs://)"
-            )
-        if workers != 1 and not config.local_threads():
-            log.info("%s is visible only in this process: exporting with one worker", store.url)
-            workers = 1
-    store.check_ownership(allow_foreign=config.allow_foreign_files)
-    lock = WriterLock(store, timeout_s=config.lock_timeout_s)
-    lock.acquire(force=config.break_lock)
+    executor = given if given is not None else _make_executor(config.run, config)
     try:
-        return _export_locked(config, store, lock, given or workers, sink, started)
+        executor = _fit_to_store(executor, store, config if given is None else None)
+        store.check_ownership(allow_foreign=config.allow_foreign_files)
+        lock = WriterLock(store, timeout_s=config.lock_timeout_s)
+        lock.acquire(force=config.break_lock)
+    except BaseException:
+        executor.close()
+        raise
+    try:
+        return _export_locked(config, store, lock, executor, sink, started)
     finally:
         lock.release()
+
+
+def _make_executor(run: RunOptions, config: ExportConfig) -> Executor:
+    """The executor ``run`` names (:func:`~odyssey_data.executors.make_executor`).
+
+    Reference mode's work runs in C without the GIL (download, hashing, demuxing, the
+    first-frame decode), so a local pool of threads uses the cores without a process to
+    start and import into; materialised frames run Python per frame: processes.
+    """
+    return make_executor(run, threads=not config.frame_options().materialised)
+
+
+def _fit_to_store(executor: Executor, store: DatasetStore, made: ExportConfig | None) -> Executor:
+    """``executor``, or one that can write to ``store``: by its capabilities, not its name.
+
+    A dataset that lives in this process only (``memory://``) is lost to workers that
+    run elsewhere. An executor made from the options whose workers share this machine
+    (the local pool of processes) is made again with one worker, which runs here;
+    otherwise the export is refused.
+
+    Args:
+        made: the options the executor was made from; ``None`` for one given to
+            :func:`export`.
+    """
+    if store.shared_between_processes or executor.capabilities.in_process:
+        return executor
+    if made is not None and executor.capabilities.same_machine:
+        log.info("%s is visible only in this process: exporting with one worker", store.url)
+        executor.close()
+        return _make_executor(replace(made.run, workers=1), made)
+    raise ConfigError(
+        f"{store.url} exists only in this process, so an executor whose workers "
+        "run elsewhere cannot write to it: use one that runs in this process, or "
+        "a shared target (a folder, s3://, gs://)"
+    )
 
 
 def _as_config(config: ExportConfig | None, options: dict[str, Any]) -> ExportConfig:
@@ -271,19 +291,11 @@ def _prepare(
     return manifest, wanted
 
 
-def _export_locked(
-    config: ExportConfig,
-    store: DatasetStore,
-    lock: WriterLock,
-    executor_or_workers: Executor | int | None,
-    sink: ProgressSink,
-    started: float,
-) -> ExportReport:
-    """The export once this process holds the dataset's writer lock.
-
-    ``executor_or_workers``: the executor given to :func:`export`, else the workers of
-    the one the options name (made here).
-    """
+def _begin(
+    config: ExportConfig, store: DatasetStore, lock: WriterLock
+) -> tuple[Manifest, dict[str, Any], dict[str, Any]]:
+    """The manifest this run commits, the options that shape its rows and its entry in
+    the manifest's runs; a new dataset is committed (empty), leftovers are removed."""
     manifest, wanted = _prepare(config, store, lock)
     manifest.options = config.public_options()
     run = start_run(wanted)
@@ -292,34 +304,43 @@ def _export_locked(
         # A new dataset is committed (empty) before any other file is written: from
         # now on the folder is provably the export's, even if this run is killed.
         commit_manifest(store, manifest, lock)
-    report = ExportReport(output=config.output)
     removed = remove_leftovers(store, manifest)
     if removed:
         log.info("removed %d leftover files of an interrupted run", removed)
-    LIVE.reset()
+    return manifest, wanted, run
 
-    client = _driver_client(config)
-    executor = (
-        make_executor(
-            config.executor,
-            executor_or_workers,
-            threads=config.local_threads(),
-            address=config.ray_address,
+
+def _export_locked(
+    config: ExportConfig,
+    store: DatasetStore,
+    lock: WriterLock,
+    executor: Executor,
+    sink: ProgressSink,
+    started: float,
+) -> ExportReport:
+    """The export once this process holds the dataset's writer lock (closes ``executor``)."""
+    try:
+        manifest, wanted, run = _begin(config, store, lock)
+        client_options = with_credentials(config.client)
+        # Workers on this machine hand heavy materialised frames over as files here (in a
+        # temp folder the next run removes if this one is killed).
+        spill = (
+            tempfile.TemporaryDirectory(prefix=scratch_prefix(), dir=store.scratch_dir())
+            if executor.capabilities.same_machine and config.frame_options().materialised
+            else None
         )
-        if executor_or_workers is None or isinstance(executor_or_workers, int)
-        else executor_or_workers
-    )
-    # Workers on this machine hand heavy materialised frames over as files here (in a
-    # temp folder the next run removes if this one is killed).
-    spill = (
-        tempfile.TemporaryDirectory(prefix=scratch_prefix(), dir=store.scratch_dir())
-        if executor.capabilities.same_machine and config.frame_options().materialised
-        else None
-    )
+        client = open_client(client_options)
+    except BaseException:
+        executor.close()
+        raise
+    report = ExportReport(output=config.output)
+    LIVE.reset()
     exported_details = {"options": wanted, "exporter": __version__}
     buffer = ShardWriter(store, manifest, lock, config.shard_rows, exported_details)
     checkpoints = _Checkpoints(config.checkpoint_every, config.checkpoint_seconds)
     stretched: set[str] = set()
+    # The recordings' stats added up: the report's sums (see _record).
+    totals = RecordingStats()
 
     def checkpoint() -> None:
         began = time.perf_counter()
@@ -340,24 +361,17 @@ def _export_locked(
         todo, skipped, report.already = select_recordings(client, config, manifest)
         sink.start(len(todo) + len(skipped))
         for result in skipped:
-            _record(result, manifest, report)
+            totals = _record(result, manifest, report, totals)
             sink.advance(result)
         options_text = options_json(wanted)
+        shape, qc = config.shape, config.qc_options()
         tasks: Iterator[RecordingTask] = (
             RecordingTask(
                 info=info,
-                api_url=client.api_url,
-                api_key=client._api_key,
+                client=client_options,
                 store=store,
-                event_offset_ms=config.event_offset_ms,
-                probe=config.probe,
-                max_download_bytes=config.max_download_bytes,
-                min_download_rate=config.min_download_rate,
-                retry=config.retry,
-                timeout_s=config.timeout_s,
-                frame_options=config.frame_options(),
-                with_thumbnails=config.with_thumbnails,
-                qc=config.qc_options(),
+                shape=shape,
+                qc=qc,
                 spill_dir=spill.name if spill is not None else None,
                 options_json=options_text,
             )
@@ -369,7 +383,7 @@ def _export_locked(
             # (materialised frames, see work._stream).
             tasks = executor.ahead(fetch_ahead, tasks, release_fetched)
         for result in executor.map_unordered(process_recording, tasks, lost):
-            _record(result, manifest, report)
+            totals = _record(result, manifest, report, totals)
             _warn_stretched(result, stretched)
             checkpoints.pending += 1
             if (result.status == "exported" and buffer.add(result)) or checkpoints.due():
@@ -442,9 +456,9 @@ def _update_run(run: dict[str, Any], report: ExportReport) -> None:
 
 def _warn_stretched(result: RecordingResult, seen: set[str]) -> None:
     """Say once per run (and source size) that ``--resize WxH`` stretches frames."""
-    reason = result.stats.get("stretched")
+    reason = result.stretched
     # The message without the recording: one warning per source size.
-    if isinstance(reason, str) and reason not in seen:
+    if reason is not None and reason not in seen:
         seen.add(reason)
         log.warning("%s (first seen in recording %r)", reason, result.stream_id)
 
@@ -481,18 +495,6 @@ class ExportPlan:
         }
 
 
-def _driver_client(config: ExportConfig) -> OdysseyClient:
-    """The driver's API client (listing, selection), with the export's client options."""
-    return OdysseyClient(
-        config.api_url,
-        config.api_key,
-        retry=config.retry,
-        max_download_bytes=config.max_download_bytes,
-        min_download_rate=config.min_download_rate,
-        timeout_s=config.timeout_s,
-    )
-
-
 def plan(config: ExportConfig | None = None, /, **options: Any) -> ExportPlan:
     """What :func:`export` would do with these options, without writing anything.
 
@@ -513,39 +515,48 @@ def plan(config: ExportConfig | None = None, /, **options: Any) -> ExportPlan:
     except OptionsMismatchError as exc:
         result.refused = str(exc)
         manifest = Manifest.load(store) or Manifest()
-    with _driver_client(config) as client:
+    with open_client(config.client) as client:
         todo, skipped, result.already = select_recordings(client, config, manifest)
     result.todo = [(info.stream_id, info.job_id) for info in todo]
     result.skipped = [(r.stream_id, r.status, r.reason or "") for r in skipped]
     return result
 
 
-def _record(result: RecordingResult, manifest: Manifest, report: ExportReport) -> None:
-    stats = result.stats
-    report.retries += int(stats.get("retries", 0))
-    report.url_refreshes += int(stats.get("url_refreshes", 0))
+def _record(
+    result: RecordingResult, manifest: Manifest, report: ExportReport, totals: RecordingStats
+) -> RecordingStats:
+    """Count ``result`` in the report, and record it in the manifest unless exported (the
+    shard writer records those); returns ``totals`` with its stats added.
+
+    The report's retries (the driver's own are added at the end), URL refreshes, bad
+    event lines, video bytes and recordings not ready are the recordings' stats summed.
+    """
+    totals += result.stats
+    report.retries = totals.retries
+    report.url_refreshes = totals.url_refreshes
+    report.bad_event_lines = totals.bad_event_lines
+    report.video_bytes = totals.video_bytes
+    report.not_ready = totals.not_ready
     if result.status == "exported":
         report.exported += 1
         report.frames += result.frame_count
-        report.video_bytes += result.video.bytes if result.video else 0
-        report.bad_event_lines += int(stats.get("bad_event_lines", 0))
-        return
+        return totals
     if result.status == "failed":
         report.failed += 1
     else:
         report.skipped += 1
-        report.not_ready += 1 if stats.get("not_ready") else 0
     report.problems.append((result.stream_id, result.status, result.reason or ""))
     manifest.recordings[result.stream_id] = RecordingStatus(
         status=result.status, reason=result.reason, details=status_details(result)
     )
+    return totals
 
 
 def iter_recordings(
     api_url: str | None = None, api_key: str | None = None, *, limit: int | None = None
 ) -> Iterator[RecordingInfo]:
     """Every recording the API lists, most recent first (closes the client at the end)."""
-    with OdysseyClient(api_url, api_key) as client:
+    with open_client(ClientOptions(api_url=api_url, api_key=api_key)) as client:
         yield from client.list_recordings(limit=limit)
 
 

@@ -170,7 +170,7 @@ class ProgressSink:
                 reason=result.reason,
                 frames=result.frame_count,
                 bytes=result.video.bytes if result.video else 0,
-                seconds=float(result.stats.get("total_s", 0.0)),
+                seconds=result.stats.total_s,
                 elapsed_s=elapsed,
                 eta_s=eta,
             )

@@ -16,7 +16,7 @@ from odyssey_data.api import OdysseyClient
 from odyssey_data.errors import ApiResponseError, AuthError, NotFoundError
 from odyssey_data.manifest import Manifest
 from odyssey_data.models import RecordingInfo, SimulationJob
-from odyssey_data.task import RecordingResult
+from odyssey_data.task import RecordingResult, RecordingStats
 
 if TYPE_CHECKING:
     from odyssey_data.options import ExportConfig
@@ -73,7 +73,7 @@ def select_recordings(
                     info.stream_id,
                     "skipped",
                     "the stream is still active (no end time); a later run exports it",
-                    stats={"not_ready": True},
+                    stats=RecordingStats(not_ready=1),
                 )
             )
         else:
@@ -137,7 +137,7 @@ _JOB_WAITING = ("pending", "dispatched", "processing")
 
 
 def _job_skipped(key: str, job: SimulationJob) -> RecordingResult:
-    stats = {"not_ready": True} if job.status in _JOB_WAITING else {}
+    stats = RecordingStats(not_ready=1 if job.status in _JOB_WAITING else 0)
     return RecordingResult(key, "skipped", _job_skip_reason(job), stats=stats)
 
 

@@ -165,8 +165,12 @@ class ShardWriter:
 
 
 def status_details(result: RecordingResult) -> dict[str, Any]:
-    keys = ("attempts", "retries", "url_refreshes", "bad_event_lines", "probe", "not_ready")
-    details = {k: result.stats[k] for k in keys if k in result.stats}
+    """What a recording's manifest entry says beyond its status: its stats' details
+    (:meth:`~odyssey_data.task.RecordingStats.details`), how its timing was read, its
+    first warnings."""
+    details = result.stats.details()
+    if result.probe is not None:  # exported (never also not ready): after the counts
+        details["probe"] = result.probe
     if result.warnings:
         details["warnings"] = list(result.warnings[:5])
     return details

@@ -4,19 +4,19 @@
 executor for one recording; :class:`Fetched` is what :mod:`odyssey_data.fetch` made of
 it on this machine; :class:`RecordingResult` is what the unit of work
 (:mod:`odyssey_data.work`) hands back, and what the shard writer
-(:mod:`odyssey_data.shards`) writes. Plain records: no I/O here beyond reading a
-spilled frames file back.
+(:mod:`odyssey_data.shards`) writes. :class:`RecordingStats` is what one recording's
+export counted and timed; a run's totals are its recordings' stats added up. Plain
+records: no I/O here beyond reading a spilled frames file back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import pyarrow as pa
 
-from odyssey_data.api import RetryPolicy
 from odyssey_data.errors import (
     StorageAccessError,
     StorageFullError,
@@ -26,13 +26,17 @@ from odyssey_data.errors import (
 from odyssey_data.manifest import Status
 from odyssey_data.measure import QCOptions
 from odyssey_data.models import Recording, RecordingInfo, ScriptEntry
-from odyssey_data.options import FrameOptions
+from odyssey_data.options import ClientOptions, FrameOptions, ShapeOptions
 from odyssey_data.storage import DatasetStore, FileEntry
 
-if TYPE_CHECKING:
-    from odyssey_data.video import ProbeMode
-
-__all__ = ["STOPS_THE_RUN", "Fetched", "RecordingResult", "RecordingTask", "SpilledFrames"]
+__all__ = [
+    "STOPS_THE_RUN",
+    "Fetched",
+    "RecordingResult",
+    "RecordingStats",
+    "RecordingTask",
+    "SpilledFrames",
+]
 
 
 #: Storage errors that stop the run instead of failing one recording: the dataset's
@@ -48,20 +52,17 @@ STOPS_THE_RUN = (
 
 @dataclass(frozen=True)
 class RecordingTask:
-    """What a worker needs to export one recording (pickled to the worker)."""
+    """What a worker needs to export one recording (pickled to the worker).
+
+    The option groups travel whole: ``client`` (how the API is reached; its URL and key
+    already resolved by the driver, so a worker elsewhere needs no environment),
+    ``shape`` (what the rows hold) and ``qc``.
+    """
 
     info: RecordingInfo
-    api_url: str
-    api_key: str = field(repr=False)
+    client: ClientOptions
     store: DatasetStore
-    event_offset_ms: float = 0.0
-    probe: ProbeMode = "auto"
-    max_download_bytes: int = 16 << 30
-    min_download_rate: float = 16 << 10
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    timeout_s: float = 30.0
-    frame_options: FrameOptions = field(default_factory=FrameOptions)
-    with_thumbnails: bool = False
+    shape: ShapeOptions = field(default_factory=ShapeOptions)
     qc: QCOptions = field(default_factory=QCOptions)
     #: A folder on this machine where materialised frames go as Arrow IPC files instead
     #: of travelling back in memory (the local executor); ``None`` keeps them in memory.
@@ -71,6 +72,78 @@ class RecordingTask:
     prefetched: Fetched | None = None
     #: The options that shaped the rows (``export_options`` column), compact JSON.
     options_json: str = "{}"
+
+    @property
+    def frame_options(self) -> FrameOptions:
+        """What the worker does with the frames (from ``shape``)."""
+        return self.shape.frame_options()
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingStats:
+    """What the export of one recording counted and timed; ``a + b`` adds two up.
+
+    Every field adds: a run's totals are its recordings' stats summed (:meth:`total`),
+    which is how the export's report counts retries, URL refreshes, bad event lines,
+    video bytes and recordings not ready. The ``fetched``, ``exported`` and
+    ``not_ready`` fields count recordings (1 or 0 for one, how many in a sum); they also
+    say which of the counts a recording's manifest entry keeps (:meth:`details`).
+    """
+
+    #: Recordings whose files were fetched (their downloads counted here), as opposed
+    #: to those decided before (selection, a lost worker).
+    fetched: int = 0
+    #: Download attempts, each download's first included.
+    attempts: int = 0
+    #: Repeated downloads and API calls.
+    retries: int = 0
+    #: Expired presigned URLs replaced.
+    url_refreshes: int = 0
+    #: Recordings exported (their rows built).
+    exported: int = 0
+    #: Bad events log lines skipped (of exported recordings).
+    bad_event_lines: int = 0
+    #: Frames quality control decoded (of exported recordings).
+    qc_decoded_frames: int = 0
+    #: Bytes of the videos exported.
+    video_bytes: int = 0
+    #: Recordings skipped as not ready yet (active streams, jobs not completed, no
+    #: video URL yet); a later run exports them.
+    not_ready: int = 0
+    #: Seconds the downloads of exported recordings took.
+    download_s: float = 0.0
+    #: Seconds from the start of the fetch to the result.
+    total_s: float = 0.0
+
+    def __add__(self, other: RecordingStats) -> RecordingStats:
+        if not isinstance(other, RecordingStats):
+            return NotImplemented
+        return RecordingStats(
+            *(getattr(self, f.name) + getattr(other, f.name) for f in fields(RecordingStats))
+        )
+
+    @classmethod
+    def total(cls, stats: Iterable[RecordingStats]) -> RecordingStats:
+        """The sum of ``stats`` (all zero for none)."""
+        out = cls()
+        for one in stats:
+            out += one
+        return out
+
+    def details(self) -> dict[str, Any]:
+        """What a recording's manifest entry keeps of these (JSON keys users read):
+        the download counts once its files were fetched, the bad event lines once it
+        was exported, ``not_ready`` when it was skipped as not ready."""
+        out: dict[str, Any] = {}
+        if self.fetched:
+            out.update(
+                attempts=self.attempts, retries=self.retries, url_refreshes=self.url_refreshes
+            )
+        if self.exported:
+            out["bad_event_lines"] = self.bad_event_lines
+        if self.not_ready:
+            out["not_ready"] = True
+        return out
 
 
 @dataclass(frozen=True)
@@ -110,8 +183,13 @@ class RecordingResult:
         qc: the one-row qc table (``None`` when quality control is off).
         video: the dataset file of the copied video.
         extra_files: other dataset files of the recording (thumbnail, preview).
-        stats: attempts, URL refreshes, bad event lines, timings.
+        stats: what its export counted and timed (attempts, URL refreshes, bad event
+            lines, bytes, seconds).
         warnings: human-readable warnings (bad event lines…).
+        probe: how its frame timing was read (``demux`` or ``decode``), once exported.
+        stretched: why ``--resize WxH`` stretched its frames, when it did.
+        streamed: whether its images were made while the video downloaded (``None``:
+            not tried; materialised frames try).
     """
 
     stream_id: str
@@ -125,8 +203,11 @@ class RecordingResult:
     qc: pa.Table | None = None
     video: FileEntry | None = None
     extra_files: tuple[FileEntry, ...] = ()
-    stats: dict[str, Any] = field(default_factory=dict)
+    stats: RecordingStats = field(default_factory=RecordingStats)
     warnings: tuple[str, ...] = ()
+    probe: str | None = None
+    stretched: str | None = None
+    streamed: bool | None = None
 
     @property
     def frame_count(self) -> int:
@@ -168,5 +249,5 @@ class Fetched:
     video_bytes: int = 0
     events_file: str | None = None
     media: dict[str, tuple[str, str | None]] = field(default_factory=dict)
-    stats: dict[str, Any] = field(default_factory=dict)
+    stats: RecordingStats = field(default_factory=RecordingStats)
     download_s: float = 0.0

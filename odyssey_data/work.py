@@ -48,7 +48,13 @@ from odyssey_data.tables import (
     select_frames,
     stretched_warning,
 )
-from odyssey_data.task import STOPS_THE_RUN, Fetched, RecordingResult, RecordingTask
+from odyssey_data.task import (
+    STOPS_THE_RUN,
+    Fetched,
+    RecordingResult,
+    RecordingStats,
+    RecordingTask,
+)
 from odyssey_data.video import media_problem, probe_frames
 
 __all__ = ["fetch_ahead", "lost", "process_recording", "release_fetched", "unexpected"]
@@ -64,8 +70,9 @@ def process_recording(task: RecordingTask) -> RecordingResult:
     fails with its own message; anything else that goes wrong in this one recording
     (a case no check foresaw) fails it too, named by its exception, with the traceback
     in the debug log: one bad recording never stops the others. Either way ``stats``
-    counts the download ``attempts``, the ``retries`` (repeated downloads and API calls)
-    and the ``url_refreshes`` (expired presigned URLs replaced).
+    (a :class:`~odyssey_data.task.RecordingStats`) counts the download ``attempts``,
+    the ``retries`` (repeated downloads and API calls) and the ``url_refreshes``
+    (expired presigned URLs replaced) once the files were fetched.
 
     A task whose files the driver already fetched (``task.prefetched``, the local
     executor's download-ahead) skips the fetch; its folder is removed here either way.
@@ -172,7 +179,7 @@ def _stream(task: RecordingTask, folder: str) -> RecordingResult:
     if "fetched" not in box:  # the fetch thread died of a programming error
         raise RuntimeError(f"recording {task.info.stream_id!r}: the download thread failed")
     result = _finish(task, box["fetched"], encoded=encoded)
-    result.stats["streamed"] = encoded is not None
+    result.streamed = encoded is not None
     return result
 
 
@@ -192,6 +199,7 @@ def _finish_fetched(
     """
     started = time.perf_counter()
     result = fetched.result
+    built = RecordingStats()
     if result is None:
         assert fetched.recording is not None
         try:
@@ -205,14 +213,13 @@ def _finish_fetched(
                 video_sha256=fetched.video_sha256,
                 encoded=encoded,
             )
-            result.stats["video_bytes"] = fetched.video_bytes
-            result.stats["download_s"] = fetched.download_s
+            built = RecordingStats(video_bytes=fetched.video_bytes, download_s=fetched.download_s)
         except STOPS_THE_RUN:
             raise  # writing the dataset failed: not this recording's fault, the run stops
         except OdysseyDataError as exc:
             result = RecordingResult(task.info.stream_id, "failed", str(exc))
-    result.stats.update(fetched.stats)
-    result.stats["total_s"] = round(fetched.download_s + time.perf_counter() - started, 4)
+    total_s = round(fetched.download_s + time.perf_counter() - started, 4)
+    result.stats = result.stats + built + fetched.stats + RecordingStats(total_s=total_s)
     return result
 
 
@@ -236,7 +243,7 @@ def _build(
     info = task.info
     sid = info.stream_id
     what = f"recording {sid!r}"
-    timing = probe_frames(video_file, what=what, mode=task.probe)
+    timing = probe_frames(video_file, what=what, mode=task.shape.probe)
     more_frames = check_frame_count(timing.frame_count, recording.frame_count, what, sid)
     events, bad_lines, warnings = _logged_events(task, events_file, script is not None)
     video_rel = f"videos/{safe_name(sid)}.mp4"
@@ -317,13 +324,12 @@ def _build(
         qc=qc.table(),
         video=video,
         extra_files=tuple(extra_files),
-        stats={
-            "bad_event_lines": bad_lines,
-            "probe": timing.method,
-            **({"stretched": stretched} if stretched is not None else {}),
-            "qc_decoded_frames": qc.decoded_frames,
-        },
+        stats=RecordingStats(
+            exported=1, bad_event_lines=bad_lines, qc_decoded_frames=qc.decoded_frames
+        ),
         warnings=warnings,
+        probe=timing.method,
+        stretched=stretched,
     )
 
 
@@ -342,7 +348,7 @@ def _logged_events(
             lines,
             stream_id=sid,
             started_at=task.info.started_at,
-            offset_s=task.event_offset_ms / 1000.0,
+            offset_s=task.shape.event_offset_ms / 1000.0,
         )
     warnings = parsed.warnings
     if parsed.bad_lines:

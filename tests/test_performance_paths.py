@@ -36,6 +36,7 @@ from odyssey_data.errors import ConfigError, StorageError
 from odyssey_data.executors import LocalExecutor
 from odyssey_data.materialise import materialise
 from odyssey_data.models import RecordingInfo
+from odyssey_data.options import ClientOptions
 from odyssey_data.pipeline import (
     Fetched,
     FrameOptions,
@@ -318,9 +319,8 @@ def test_prefetcher_fetches_ahead_and_cleans_up_unprocessed_tasks(
 
     monkeypatch.setattr(fetch_module, "fetch", fake_fetch)
     store = DatasetStore(str(tmp_path / "ds"))
-    tasks = [
-        RecordingTask(RecordingInfo(stream_id=f"s{i}"), "http://x", "k", store) for i in range(9)
-    ]
+    client = ClientOptions(api_url="http://x", api_key="k")
+    tasks = [RecordingTask(RecordingInfo(stream_id=f"s{i}"), client, store) for i in range(9)]
     executor = LocalExecutor(2, threads=True)
     stream = executor.ahead(fetch_ahead, iter(tasks), release_fetched)
     first = next(stream)
@@ -352,9 +352,7 @@ def test_prefetched_task_is_processed_and_its_folder_removed(
     config = export_config(demo_server, tmp_path / "ds")
     store = DatasetStore(config.output)
     rec = next(r for r in demo_server.catalog.recordings if r.video_bytes())
-    task = RecordingTask(
-        RecordingInfo(stream_id=rec.stream_id), demo_server.base_url, demo_server.api_key, store
-    )
+    task = RecordingTask(RecordingInfo(stream_id=rec.stream_id), config.client, store)
     folder = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=store.scratch_dir())
     ahead = fetch_module.fetch(task, folder)
     result = process_recording(replace(task, prefetched=ahead))
@@ -364,7 +362,7 @@ def test_prefetched_task_is_processed_and_its_folder_removed(
     served = rec.video_bytes() or b""
     assert result.video.sha256 == hashlib.sha256(served).hexdigest()
     assert (tmp_path / "ds" / result.video.path).read_bytes() == served
-    assert result.stats["attempts"] >= 1
+    assert result.stats.attempts >= 1
     assert not Path(folder).exists()
 
 

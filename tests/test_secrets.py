@@ -36,6 +36,7 @@ from odyssey_data.api import OdysseyClient
 from odyssey_data.cli import flags
 from odyssey_data.demo import DemoCatalog, DemoServer, make_demo_catalog
 from odyssey_data.errors import ApiError, DownloadError
+from odyssey_data.options import ClientOptions
 from odyssey_data.pipeline import ExportConfig, RecordingTask, export
 from odyssey_data.storage import DatasetStore
 
@@ -140,7 +141,9 @@ def test_configs_and_tasks_never_show_the_key(tmp_path: Path) -> None:
     from odyssey_data.models import RecordingInfo
 
     task = RecordingTask(
-        RecordingInfo("s"), "http://x", "ody_hidden_key_77", DatasetStore(str(tmp_path))
+        RecordingInfo("s"),
+        ClientOptions(api_url="http://x", api_key="ody_hidden_key_77"),
+        DatasetStore(str(tmp_path)),
     )
     assert "ody_hidden_key_77" not in repr(task)
 

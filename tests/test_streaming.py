@@ -137,11 +137,11 @@ def test_streamed_images_equal_images_decoded_after_the_download(
         streamed = Results()
         report = export(export_config(server, tmp_path / "streamed", **options), progress=streamed)
         assert report.exported == 3
-        assert all(r.stats["streamed"] for r in streamed.results.values())
+        assert all(r.streamed for r in streamed.results.values())
         monkeypatch.setattr(FrameOptions, "streams", lambda self: False)
         after = Results()
         export(export_config(server, tmp_path / "after", **options), progress=after)
-        assert not any("streamed" in r.stats for r in after.results.values())
+        assert all(r.streamed is None for r in after.results.values())
     one, two = _frames_table(tmp_path / "streamed"), _frames_table(tmp_path / "after")
     assert one.num_rows > (40 if fps else 100)
     assert one.column("image").to_pylist() == two.column("image").to_pylist()
@@ -165,10 +165,10 @@ def test_a_download_that_starts_over_is_decoded_once_whole(catalog, tmp_path: Pa
             progress=results,
         )
     assert report.exported == 3
-    assert results.results[rec.stream_id].stats["streamed"] is False  # decoded after
-    assert results.results[rec.stream_id].stats["retries"] >= 1
+    assert results.results[rec.stream_id].streamed is False  # decoded after
+    assert results.results[rec.stream_id].stats.retries >= 1
     others = [r for sid, r in results.results.items() if sid != rec.stream_id]
-    assert all(r.stats["streamed"] for r in others)
+    assert all(r.streamed for r in others)
     ds = open_dataset(str(tmp_path / "out"))
     assert ds.verify() == []
     recording = ds.recordings.collect().to_arrow()
