@@ -187,7 +187,12 @@ class DownloadError(_RetryDecision, RecordingError):
 
 
 class DecodeError(RecordingError):
-    """A video file cannot be demuxed or decoded."""
+    """A video file cannot be demuxed or decoded (or a video not encoded).
+
+    What PyAV raises becomes this in one place,
+    :func:`odyssey_data.video.errors.video_error`, with a one-line message naming the
+    recording, what failed, FFmpeg's reason and what to do.
+    """
 
 
 class EventLogError(RecordingError):

@@ -1,7 +1,10 @@
 """Everything that touches PyAV: frame timing, frame decoding, and writing videos.
 
-This package is the only place that imports ``av``; PyAV errors become
-:class:`~odyssey_data.errors.DecodeError` here. Its modules, by what they do:
+This package is the only place that imports ``av``. What PyAV raises becomes the
+package's error in one place, :mod:`~odyssey_data.video.errors` (a
+:class:`~odyssey_data.errors.DecodeError` naming the recording, or a
+:class:`~odyssey_data.errors.StorageFullError` when a disk written to is full). Its
+modules, by what they do:
 
 - :mod:`~odyssey_data.video.container`: opening a video, choosing the recording's stream
   (:func:`stream_params`), decoded frames as RGB arrays;

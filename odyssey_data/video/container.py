@@ -12,18 +12,17 @@ from pathlib import Path
 from typing import IO, Any
 
 import av
-import av.error
 import numpy as np
 import numpy.typing as npt
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from odyssey_data.errors import DecodeError
+from odyssey_data.video.errors import OPEN_ERRORS, RETRY, translated
 
 __all__ = [
     "VideoSource",
     "header_params",
     "open_video",
-    "reason",
     "stream_params",
     "to_rgb",
     "video_stream",
@@ -38,6 +37,8 @@ VideoSource = str | Path | IO[bytes]
 #: afresh from those parameters, so frames decoded later are the same.
 _NO_PROBE_DECODE = {"skip_frame": "all"}
 
+_UNREADABLE = f"not a video, or cut short ({RETRY})"
+
 
 def open_video(source: VideoSource, what: str, *, packets_only: bool = False) -> Any:
     """Open ``source`` for reading; ``packets_only`` skips FFmpeg's probe decode.
@@ -46,25 +47,13 @@ def open_video(source: VideoSource, what: str, *, packets_only: bool = False) ->
     :class:`~odyssey_data.video.reader.VideoReader` also opens this way, as its decoder
     is made from the parameters and not from the probe's.
     """
-    try:
+    with translated(what, "not a readable video file", _UNREADABLE, catch=OPEN_ERRORS):
         # PyAV's stubs type stream_options as list[str]; it takes one dict per stream.
         return av.open(  # type: ignore[call-overload]
             source if not isinstance(source, Path) else str(source),
             "r",
             stream_options=[_NO_PROBE_DECODE] if packets_only else None,
         )
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise DecodeError(
-            f"{what}: not a readable video file ({reason(exc)}): not a video, or cut short "
-            "(re-run the export; if it persists, the recording itself is damaged)"
-        ) from exc
-
-
-def reason(exc: Exception) -> str:
-    """A short reason for an FFmpeg or OS error, without the file name."""
-    # FFmpeg's message names the file, here a temp file the reader cannot open anyway.
-    strerror = getattr(exc, "strerror", None)
-    return str(strerror) if strerror else type(exc).__name__
 
 
 def video_stream(container: Any, what: str) -> Any:
@@ -113,8 +102,8 @@ def header_params(stream: Any, what: str) -> tuple[Fraction, int, int]:
 
 def stream_params(source: VideoSource, what: str = "video") -> tuple[Fraction, int, int]:
     """The video stream's time base, width and height, read from its headers."""
-    try:
-        with open_video(source, what, packets_only=True) as container:
-            return header_params(video_stream(container, what), what)
-    except av.error.FFmpegError as exc:
-        raise DecodeError(f"{what}: the video cannot be read ({reason(exc)})") from exc
+    with (
+        translated(what, "the video cannot be read"),
+        open_video(source, what, packets_only=True) as container,
+    ):
+        return header_params(video_stream(container, what), what)

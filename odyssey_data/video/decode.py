@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 
-import av.error
 import numpy as np
 import numpy.typing as npt
 from av.video.reformatter import VideoReformatter
 
-from odyssey_data.errors import DecodeError
-from odyssey_data.video.container import VideoSource, open_video, reason, to_rgb, video_stream
+from odyssey_data.video.container import VideoSource, open_video, to_rgb, video_stream
+from odyssey_data.video.errors import translated
 
 __all__ = ["decode_frames", "iter_decoded", "scan_windows"]
 
@@ -42,21 +41,18 @@ def decode_frames(
             1 suits one decoder per core when recordings run in parallel.
         what: names the recording in error messages.
     """
-    try:
-        with open_video(source, what) as container:
-            stream = video_stream(container, what)
-            if threads == 1:
-                stream.codec_context.thread_count = 1
-            else:
-                stream.thread_type = "AUTO"
-                stream.codec_context.thread_count = threads
-            reformatter = VideoReformatter()
-            for frame in container.decode(stream):
-                if frame.pts is None or (keep is not None and frame.pts not in keep):
-                    continue
-                yield int(frame.pts), to_rgb(reformatter, frame, size)
-    except av.error.FFmpegError as exc:
-        raise DecodeError(f"{what}: decoding failed ({reason(exc)})") from exc
+    with translated(what, "decoding failed"), open_video(source, what) as container:
+        stream = video_stream(container, what)
+        if threads == 1:
+            stream.codec_context.thread_count = 1
+        else:
+            stream.thread_type = "AUTO"
+            stream.codec_context.thread_count = threads
+        reformatter = VideoReformatter()
+        for frame in container.decode(stream):
+            if frame.pts is None or (keep is not None and frame.pts not in keep):
+                continue
+            yield int(frame.pts), to_rgb(reformatter, frame, size)
 
 
 def scan_windows(
@@ -93,24 +89,21 @@ def scan_windows(
     decoded = 0
     if not windows:
         return 0
-    try:
-        with open_video(source, what) as container:
-            stream = video_stream(container, what)
-            # One decoder per core when recordings run in parallel (design.md).
-            stream.codec_context.thread_count = 1
-            reformatter = VideoReformatter()
-            for number, (first, last) in enumerate(windows):
-                container.seek(first, stream=stream, backward=True, any_frame=False)
-                for frame in container.decode(stream):
-                    decoded += 1
-                    if frame.pts is None or frame.pts < first:
-                        continue
-                    if frame.pts > last:
-                        break
-                    if visit(number, int(frame.pts), to_rgb(reformatter, frame, size)):
-                        break
-    except av.error.FFmpegError as exc:
-        raise DecodeError(f"{what}: decoding failed ({reason(exc)})") from exc
+    with translated(what, "decoding failed"), open_video(source, what) as container:
+        stream = video_stream(container, what)
+        # One decoder per core when recordings run in parallel (design.md).
+        stream.codec_context.thread_count = 1
+        reformatter = VideoReformatter()
+        for number, (first, last) in enumerate(windows):
+            container.seek(first, stream=stream, backward=True, any_frame=False)
+            for frame in container.decode(stream):
+                decoded += 1
+                if frame.pts is None or frame.pts < first:
+                    continue
+                if frame.pts > last:
+                    break
+                if visit(number, int(frame.pts), to_rgb(reformatter, frame, size)):
+                    break
     return decoded
 
 
@@ -118,12 +111,9 @@ def iter_decoded(
     source: VideoSource, *, what: str = "video"
 ) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
     """Decode every frame in presentation order as ``(pts, rgb_array)`` (tests, tools)."""
-    try:
-        with open_video(source, what) as container:
-            stream = video_stream(container, what)
-            stream.thread_type = "AUTO"
-            for frame in container.decode(stream):
-                if frame.pts is not None:
-                    yield int(frame.pts), frame.to_ndarray(format="rgb24")
-    except av.error.FFmpegError as exc:
-        raise DecodeError(f"{what}: decoding failed ({exc})") from exc
+    with translated(what, "decoding failed"), open_video(source, what) as container:
+        stream = video_stream(container, what)
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            if frame.pts is not None:
+                yield int(frame.pts), frame.to_ndarray(format="rgb24")

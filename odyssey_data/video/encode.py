@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import av
-import av.error
 import numpy as np
 import numpy.typing as npt
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from odyssey_data.errors import DecodeError
-from odyssey_data.video.container import VideoSource, open_video, reason, video_stream
+from odyssey_data.video.container import VideoSource, open_video, video_stream
+from odyssey_data.video.errors import translated
 
 __all__ = ["encode_jpeg", "encode_video", "resample_video"]
 
@@ -51,6 +51,7 @@ def encode_video(
     bframes: int = 2,
     faststart: bool = True,
     bitrate: int | None = None,
+    what: str = "video",
 ) -> None:
     """Encode RGB frames with explicit pts into an H.264 MP4 (demo and test videos).
 
@@ -66,11 +67,18 @@ def encode_video(
         bframes: B-frames between references (decode order differs from presentation).
         faststart: put the MP4 index first, as streamed recordings usually have it.
         bitrate: target bits per second, or ``None`` for x264's quality default.
+        what: names the video in error messages.
+
+    Raises:
+        DecodeError: FFmpeg cannot encode or write the video.
+        StorageFullError: the disk written to is full.
     """
     options = {"movflags": "+faststart"} if faststart else {}
-    with av.open(
-        target if not isinstance(target, Path) else str(target), "w", format="mp4", options=options
-    ) as out:
+    target = target if not isinstance(target, Path) else str(target)
+    with (
+        translated(what, "encoding failed"),
+        av.open(target, "w", format="mp4", options=options) as out,
+    ):
         stream = _h264_stream(
             out, fps, width, height, time_base, {"bf": str(bframes), "g": str(gop)}
         )
@@ -125,69 +133,74 @@ def resample_video(
 
     Raises:
         DecodeError: the video cannot be read, or does not present a wanted pts.
+        StorageFullError: the disk ``target`` is on is full.
     """
     wanted = np.asarray(source_pts, dtype=np.int64)
     count = int(wanted.shape[0])
     width, height = size
     base = Fraction(1, fps)
     row = 0
-    try:
-        with (
-            open_video(source, what) as container,
-            av.open(str(target), "w", format="mp4", options={"movflags": "+faststart"}) as out,
-        ):
-            stream = video_stream(container, what)
-            stream.thread_type = "AUTO"
-            encoder = _h264_stream(
-                out, fps, width, height, base, {"bf": "0", "g": str(gop), "crf": str(crf)}
+    with (
+        translated(what, "re-encoding failed"),
+        open_video(source, what) as container,
+        av.open(str(target), "w", format="mp4", options={"movflags": "+faststart"}) as out,
+    ):
+        stream = video_stream(container, what)
+        stream.thread_type = "AUTO"
+        encoder = _h264_stream(
+            out, fps, width, height, base, {"bf": "0", "g": str(gop), "crf": str(crf)}
+        )
+        reformatter = VideoReformatter()
+        for frame in container.decode(stream):
+            if row >= count:
+                break
+            if frame.pts is None or frame.pts < wanted[row]:
+                continue
+            if frame.pts > wanted[row]:
+                break  # the wanted frame was not presented: reported below
+            shown = int(frame.pts)
+            # At the source's own size and format the reformatter hands back the
+            # decoded frame itself, so setting scaled.pts below changes frame.pts.
+            scaled = reformatter.reformat(
+                frame,
+                width=width,
+                height=height,
+                format="yuv420p",
+                interpolation=Interpolation.AREA,
             )
-            reformatter = VideoReformatter()
-            for frame in container.decode(stream):
-                if row >= count:
-                    break
-                if frame.pts is None or frame.pts < wanted[row]:
-                    continue
-                if frame.pts > wanted[row]:
-                    break  # the wanted frame was not presented: reported below
-                shown = int(frame.pts)
-                # At the source's own size and format the reformatter hands back the
-                # decoded frame itself, so setting scaled.pts below changes frame.pts.
-                scaled = reformatter.reformat(
-                    frame,
-                    width=width,
-                    height=height,
-                    format="yuv420p",
-                    interpolation=Interpolation.AREA,
-                )
-                while row < count and wanted[row] == shown:
-                    if on_sample is not None and row in sample_rows:
-                        small_w, small_h = sample_size or size
-                        rgb = reformatter.reformat(
-                            scaled, width=small_w, height=small_h, format="rgb24"
-                        ).to_ndarray()
-                        on_sample(row, np.asarray(rgb, dtype=np.uint8))
-                    scaled.pts = row
-                    scaled.time_base = base
-                    for packet in encoder.encode(scaled):
-                        out.mux(packet)
-                    row += 1
-            if row < count:
-                raise DecodeError(
-                    f"{what}: no frame was presented at pts {int(wanted[row])}; the frames "
-                    "table and the video disagree (re-export this recording or run "
-                    "'odyssey-data verify')"
-                )
-            for packet in encoder.encode():
-                out.mux(packet)
-    except av.error.FFmpegError as exc:
-        raise DecodeError(f"{what}: re-encoding failed ({reason(exc)})") from exc
+            while row < count and wanted[row] == shown:
+                if on_sample is not None and row in sample_rows:
+                    small_w, small_h = sample_size or size
+                    rgb = reformatter.reformat(
+                        scaled, width=small_w, height=small_h, format="rgb24"
+                    ).to_ndarray()
+                    on_sample(row, np.asarray(rgb, dtype=np.uint8))
+                scaled.pts = row
+                scaled.time_base = base
+                for packet in encoder.encode(scaled):
+                    out.mux(packet)
+                row += 1
+        if row < count:
+            raise DecodeError(
+                f"{what}: no frame was presented at pts {int(wanted[row])}; the frames "
+                "table and the video disagree (re-export this recording or run "
+                "'odyssey-data verify')"
+            )
+        for packet in encoder.encode():
+            out.mux(packet)
 
 
-def encode_jpeg(rgb: npt.NDArray[np.uint8]) -> bytes:
+def encode_jpeg(rgb: npt.NDArray[np.uint8], *, what: str = "picture") -> bytes:
     """Encode one RGB frame (height x width x 3, even sizes) as a JPEG with FFmpeg's mjpeg.
 
-    Used for the demo server's thumbnails: no Pillow needed.
+    Used for the demo server's thumbnails: no Pillow needed. ``what`` names the picture
+    in the :class:`~odyssey_data.errors.DecodeError` raised when FFmpeg cannot encode it.
     """
+    with translated(what, "JPEG encoding failed"):
+        return _jpeg(rgb)
+
+
+def _jpeg(rgb: npt.NDArray[np.uint8]) -> bytes:
     height, width = int(rgb.shape[0]), int(rgb.shape[1])
     codec: Any = av.CodecContext.create("mjpeg", "w")
     codec.width, codec.height = width, height

@@ -16,13 +16,13 @@ from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
-import av.error
 import numpy as np
 import numpy.typing as npt
 from av.video.reformatter import VideoReformatter
 
 from odyssey_data.errors import DecodeError
-from odyssey_data.video.container import VideoSource, open_video, reason, to_rgb, video_stream
+from odyssey_data.video.container import VideoSource, open_video, to_rgb, video_stream
+from odyssey_data.video.errors import RETRY, translated
 from odyssey_data.video.index import FrameIndex, min_forward_skip
 
 __all__ = ["VideoReader", "available_cores", "read_frames"]
@@ -141,21 +141,18 @@ class VideoReader:
         if not pts:
             return []
         wanted = sorted(set(int(p) for p in pts))
-        try:
+        with translated(self.what, "decoding failed"):
             try:
                 found = self._collect(wanted, size)
             except _OutOfOrder:
                 if self._probed:
                     raise DecodeError(
                         f"{self.what}: the decoder presents frames out of order; the "
-                        "video is damaged (re-run the export; if it persists, the "
-                        "recording itself is damaged)"
+                        f"video is damaged ({RETRY})"
                     ) from None
                 log.info("%s: frames out of order without the probe; reopening", self.what)
                 self._open(probe_decode=True)
                 found = self._collect(wanted, size)
-        except av.error.FFmpegError as exc:
-            raise DecodeError(f"{self.what}: decoding failed ({reason(exc)})") from exc
         missing = [p for p in wanted if p not in found]
         if missing:
             raise DecodeError(

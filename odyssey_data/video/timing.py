@@ -22,7 +22,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
-import av.error
 import numpy as np
 import numpy.typing as npt
 
@@ -31,9 +30,9 @@ from odyssey_data.video.container import (
     VideoSource,
     header_params,
     open_video,
-    reason,
     video_stream,
 )
+from odyssey_data.video.errors import FFMPEG_ERRORS, RETRY, translated
 
 __all__ = ["FrameTiming", "ProbeMode", "probe_frames", "ticks_to_seconds"]
 
@@ -180,7 +179,7 @@ def _decode_timing(container: Any, stream: Any) -> tuple[np.ndarray, np.ndarray,
         try:
             # The empty packet at the end flushes the decoder's delayed frames.
             frames = packet.decode()
-        except av.error.FFmpegError:
+        except FFMPEG_ERRORS:
             if not seen.last_corrupt:
                 raise
             # The decoder choking on a frame cut short at the end of the file (now, or
@@ -212,8 +211,7 @@ def _check_complete(seen: _Packets, indexed: int, what: str) -> None:
         )
         raise DecodeError(
             f"{what}: the video file is truncated: {found}; the download or the stored "
-            "recording was cut short (re-run the export; if it persists, the recording "
-            "itself is damaged)"
+            f"recording was cut short ({RETRY})"
         )
 
 
@@ -250,7 +248,7 @@ def probe_frames(
             backwards in decode order, or is cut short (fewer frames than its index
             lists, or a last frame whose bytes run past the end of the file).
     """
-    try:
+    with translated(what, "the video cannot be read", f"it may be damaged ({RETRY})"):
         with open_video(source, what, packets_only=mode != "decode") as container:
             stream = video_stream(container, what)
             time_base, width, height = header_params(stream, what)
@@ -287,11 +285,6 @@ def probe_frames(
             with open_video(source, what) as container:
                 pts, keys, _ = _decode_timing(container, video_stream(container, what))
             method = "decode"
-    except av.error.FFmpegError as exc:
-        raise DecodeError(
-            f"{what}: the video cannot be read ({reason(exc)}); it may be damaged "
-            "(re-run the export; if it persists, the recording itself is damaged)"
-        ) from exc
     if pts.size == 0:
         raise DecodeError(f"{what}: the video stream holds no frames")
     if pts.size > 1 and not bool(np.all(np.diff(pts) > 0)):
