@@ -207,7 +207,7 @@ class DatasetStore:
         except (FileNotFoundError, NotADirectoryError):
             return []
         except OSError as exc:
-            raise StorageError(f"cannot list {self.url}: {exc}") from exc
+            raise self._error(exc, "list", "") from exc
         out = []
         for entry in listed:
             name = str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
@@ -314,7 +314,10 @@ class DatasetStore:
         try:
             os.makedirs(root, exist_ok=True)
         except OSError as exc:
-            raise StorageError(f"cannot make the temp folder {root}: {exc}") from exc
+            # Classified like any storage error: a full or read-only disk stops the run
+            # (every recording needs a temp folder) instead of failing each recording.
+            where = root if self.is_local else f"{root} (ODYSSEY_DATA_SCRATCH)"
+            raise storage_error(exc, action="make the temp folder", path="", url=where) from exc
         return root
 
     def remove_scratch(self) -> int:
@@ -432,6 +435,7 @@ class DatasetStore:
         except ValueError as exc:
             raise StorageError(f"{rel} under {self.url} is not valid JSON: {exc}") from exc
 
+    @translating("read")
     def manifest_generation(self) -> int | None:
         """The ``generation`` of the stored ``manifest.json``: ``None`` when there is none.
 
@@ -477,6 +481,7 @@ class DatasetStore:
             return None
         return info
 
+    @translating("read")
     def checksum(self, rel: str) -> tuple[str, int]:
         """SHA-256 and size of ``rel`` as stored."""
         with self.open(rel) as handle:
@@ -513,6 +518,7 @@ class DatasetStore:
         """
         return sorted(name for name, is_file in self._root_listing() if is_file)
 
+    @translating("delete")
     def remove(self, rels: Iterable[str], *, owned: Callable[[str], bool] = is_owned) -> None:
         """Delete files (missing ones are fine), each only if ``owned`` says the tool
         wrote it: by default a name the export writes (:data:`OWNED_NAMES`); another
