@@ -13,8 +13,9 @@ independently of the converter.
 * ``TestRealLeRobot``: the output loaded by the real ``lerobot`` (Python 3.12 env, see
   ``tests/lerobot_env/env.py``): every row's image, task, length and boundaries,
   ``delta_timestamps`` across a prompt change, a ``DataLoader`` with workers,
-  ``filter_episodes``, the language columns. Skipped, saying why, where no Python
-  3.12 exists.
+  ``filter_episodes``, the language columns; every row again with ``torchcodec``
+  (LeRobot's default backend), its FFmpeg taken from the environment's PyAV wheel so no
+  system FFmpeg is needed. Skipped, saying why, where no Python 3.12 exists.
 """
 
 from __future__ import annotations
@@ -405,6 +406,7 @@ def loaded(converted: Converted, lerobot_python: str) -> dict[str, Any]:
             "HF_HOME": str(Path(tmp) / "hf-home"),
             "PYTHONPATH": str(ROOT),
             "PYTHONWARNINGS": "ignore",
+            **lerobot_env.torchcodec_env(lerobot_python),
         }
         result = subprocess.run(
             [
@@ -472,6 +474,20 @@ class TestRealLeRobot:
         assert delta["marks"] == [want.source[k + d] for d in (-2, -1, 0, 1, 2)]
         assert delta["padding"] == [False] * 5
         assert delta["task"] == want.tasks[k] != want.tasks[k - 1]
+
+    def test_torchcodec_decodes_every_row(self, converted: Converted, loaded: dict) -> None:
+        # LeRobot's default backend, through a DataLoader's workers and in one process.
+        order = episode_order(converted)
+        want = [
+            converted.expected[order[row["episode_index"]]].source[row["frame_index"]]
+            for row in loaded["rows"]
+        ]
+        fast = loaded["torchcodec"]
+        assert fast["marks"] == want
+        assert fast["loader_indices"] == list(range(loaded["len"]))
+        assert fast["loader_marks"] == want
+        # Its FFmpeg is the pinned PyAV wheel's (env.torchcodec_env), not the system's.
+        assert fast["ffmpeg"] == fast["pyav_ffmpeg"]
 
     def test_a_dataloader_with_workers_iterates_everything(self, loaded: dict) -> None:
         assert loaded["loader"]["indices"] == list(range(loaded["len"]))

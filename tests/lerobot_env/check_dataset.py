@@ -8,7 +8,9 @@ the repository on PYTHONPATH for :func:`odyssey_data.demo.synth.read_frame_mark`
 Writes a JSON report: the metadata LeRobot read, every row as ``LeRobotDataset``
 returns it (with the frame index painted in its decoded image), the frames a
 ``delta_timestamps`` query around ``DELTA_ROW`` returns, and the rows a ``DataLoader``
-with two worker processes yields. The test asserts on it.
+with two worker processes yields; then every row again with the ``torchcodec`` backend
+(the picture's mark, through a DataLoader with workers and in this process) and the
+FFmpeg it loaded. The test asserts on it.
 """
 
 from __future__ import annotations
@@ -111,6 +113,31 @@ def main() -> None:
         seen.extend(int(v) for v in batch["index"])
         shapes.add(tuple(batch[key].shape[1:]))
     report["loader"] = {"indices": sorted(seen), "image_shapes": [list(s) for s in shapes]}
+
+    # torchcodec, LeRobot's default backend (its FFmpeg comes from torchcodec_env in env.py).
+    # The DataLoader first: LeRobot keeps torchcodec decoders in a module-level cache that
+    # forked workers inherit, and two workers then share each open file's offset and
+    # corrupt each other's reads ("Could not push packet to decoder"), whatever the video.
+    import av
+    from torchcodec._core import get_ffmpeg_library_versions
+
+    fast = LeRobotDataset(repo_id, root=root, video_backend="torchcodec")
+    loader = torch.utils.data.DataLoader(
+        fast, batch_size=16, num_workers=2, shuffle=True, collate_fn=collate
+    )
+    seen_fast: list[int] = []
+    marks_fast: dict[int, int] = {}
+    for batch in loader:
+        for index, image in zip(batch["index"], batch[key], strict=True):
+            seen_fast.append(int(index))
+            marks_fast[int(index)] = mark(image)
+    report["torchcodec"] = {
+        "ffmpeg": get_ffmpeg_library_versions()["ffmpeg_version"],
+        "pyav_ffmpeg": av.ffmpeg_version_info,
+        "loader_indices": sorted(seen_fast),
+        "loader_marks": [marks_fast[i] for i in sorted(marks_fast)],
+        "marks": [mark(fast[i][key]) for i in range(len(fast))],
+    }
     with open(out, "w") as handle:
         json.dump(report, handle)
 

@@ -151,6 +151,66 @@ def lerobot_python() -> str:
     return str(final / "bin" / "python")
 
 
+# The FFmpeg libraries torchcodec's core links against (one libtorchcodec_coreN per FFmpeg
+# major version N, each needing these sonames; it tries N = 8, 7, ... in turn).
+FFMPEG_LIBS = ("avutil", "avcodec", "avformat", "avdevice", "avfilter", "swscale", "swresample")
+
+
+def torchcodec_env(python: str) -> dict[str, str]:
+    """Variables under which torchcodec in ``python`` loads FFmpeg from PyAV's wheel.
+
+    torchcodec (LeRobot's default video backend) ships no FFmpeg: it loads the system's
+    ``libavutil.so.N`` and siblings, which a machine without Debian's (or conda's) FFmpeg
+    lacks. The environment's PyAV (pinned in ``requirements.lock``) bundles a full FFmpeg
+    under ``site-packages/av.libs`` with hashed file names; this links each library
+    under its plain soname into ``<cache>/ffmpeg-<hash>/`` (once, atomically) and
+    returns an ``LD_LIBRARY_PATH`` that puts those links (and ``av.libs``, for their own
+    hashed dependencies) first, so torchcodec loads the same FFmpeg on every machine,
+    whatever the system has. The variable must be set before the process starts.
+
+    Raises:
+        RuntimeError: the environment's PyAV has no bundled FFmpeg library of that name.
+    """
+    libs = Path(
+        subprocess.run(
+            [
+                python,
+                "-c",
+                "import av, os; print(os.path.join(os.path.dirname(os.path.dirname("
+                "av.__file__)), 'av.libs'))",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout.strip()
+    ).resolve()
+    links = cache_dir() / f"ffmpeg-{hashlib.sha256(str(libs).encode()).hexdigest()[:16]}"
+    if not links.is_dir():
+        names = {}
+        for lib in FFMPEG_LIBS:
+            found = sorted(libs.glob(f"lib{lib}-*.so.*"))
+            if len(found) != 1:
+                raise RuntimeError(
+                    f"torchcodec needs lib{lib}; the lerobot environment's PyAV ({libs}) "
+                    f"has {len(found)} files named lib{lib}-*.so.* (expected one)"
+                )
+            major = found[0].name.split(".so.")[1].split(".")[0]
+            names[f"lib{lib}.so.{major}"] = found[0]
+        links.parent.mkdir(parents=True, exist_ok=True)
+        tmp = links.with_name(f".tmp-{links.name}-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        for name, target in names.items():
+            (tmp / name).symlink_to(target)
+        try:
+            os.rename(tmp, links)
+        except OSError:  # another process made them first
+            shutil.rmtree(tmp, ignore_errors=True)
+    path = [str(links), str(libs), os.environ.get("LD_LIBRARY_PATH", "")]
+    return {"LD_LIBRARY_PATH": os.pathsep.join(filter(None, path))}
+
+
 if __name__ == "__main__":
     try:
         print(lerobot_python())
