@@ -1,11 +1,20 @@
 """Time LeRobotDataset on the read-path workloads (run by read_path.py in lerobot's Python).
 
-    python _lerobot_read.py ROOT REPO_ID BACKEND FRAMES BATCHES CLIPS SEED OUT.json
+    python _lerobot_read.py ROOT REPO_ID BACKEND FRAMES BATCHES ROUNDS CLIPS SEED OUT.json
 
 Same workloads as ``read_path.py``: ``FRAMES`` random ``ds[i]``; ``BATCHES`` batches of a
-``DataLoader(batch_size=32, shuffle=True, num_workers=2)``; ``CLIPS`` random items of the
-dataset opened with ``delta_timestamps`` of 16 frames at 10 fps. Writes wall and CPU
-seconds as JSON, or the reason the backend could not run.
+``DataLoader(batch_size=32, shuffle=True, num_workers=2)`` in ``ROUNDS`` turns of a fresh
+DataLoader each (worker start-up included, as on odyssey-data's side); ``CLIPS`` random
+items of the dataset opened with ``delta_timestamps`` of 16 frames at 10 fps (the
+nearest multiples of ``1/fps``). Writes wall
+and CPU seconds as JSON, or the reason the backend could not run.
+
+Each workload starts with LeRobot's torchcodec decoder cache empty, as odyssey-data's
+side starts with nothing open. That also keeps the DataLoader working: LeRobot 0.6.1
+keeps torchcodec decoders (and their open files) in a module-level cache that forked
+workers inherit, and two workers reading through the same inherited file share its
+offset, so their reads interleave and decoding fails ("Could not push packet to
+decoder: Invalid data found when processing input"), whatever the video.
 """
 
 from __future__ import annotations
@@ -24,12 +33,12 @@ def cpu_seconds() -> float:
 
 def main() -> None:
     root, repo_id, backend = sys.argv[1], sys.argv[2], sys.argv[3]
-    frames, batches, clips, seed = (int(x) for x in sys.argv[4:8])
-    out = sys.argv[8]
+    frames, batches, rounds, clips, seed = (int(x) for x in sys.argv[4:9])
+    out = sys.argv[9]
     result: dict = {"backend": backend}
     try:
         import torch
-        from lerobot.datasets import LeRobotDataset
+        from lerobot.datasets import LeRobotDataset, video_utils
 
         key = "observation.images.main"
         ds = LeRobotDataset(repo_id, root=root, video_backend=backend)
@@ -46,6 +55,7 @@ def main() -> None:
     rng = random.Random(seed)
 
     def timed(name: str, run) -> None:  # type: ignore[no-untyped-def]
+        video_utils._default_decoder_cache.clear()  # nothing open, in this process
         started, cpu = time.perf_counter(), cpu_seconds()
         run()
         result[name] = [time.perf_counter() - started, cpu_seconds() - cpu]
@@ -57,20 +67,22 @@ def main() -> None:
             ds[i][key]
 
     def loader() -> None:
-        generator = torch.Generator().manual_seed(seed)
-        data = torch.utils.data.DataLoader(
-            ds, batch_size=32, shuffle=True, num_workers=2, generator=generator
-        )
-        batches_of = iter(data)
-        for _ in range(batches):
-            next(batches_of)
-        del batches_of
+        for turn in range(rounds):
+            generator = torch.Generator().manual_seed(seed * 1000 + turn)
+            data = torch.utils.data.DataLoader(
+                ds, batch_size=32, shuffle=True, num_workers=2, generator=generator
+            )
+            batches_of = iter(data)
+            for _ in range(max(1, batches // rounds)):
+                next(batches_of)
+            del batches_of
 
     clip_ds = LeRobotDataset(
         repo_id,
         root=root,
         video_backend=backend,
-        delta_timestamps={key: [k / 10 for k in range(16)]},
+        # LeRobot wants multiples of 1/fps: the frames nearest to 10 fps.
+        delta_timestamps={key: [round(k * ds.fps / 10) / ds.fps for k in range(16)]},
     )
     clip_picks = [rng.randrange(len(clip_ds)) for _ in range(clips)]
 

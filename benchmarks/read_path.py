@@ -29,13 +29,15 @@ beside it, steadier when other jobs share the cores.
    100 videos are links to the exported ones. Peak RSS (``VmHWM``) minus the RSS before.
 
 5. LeRobot (optional): with ``ODYSSEY_LEROBOT_PYTHON`` naming an interpreter that has
-   ``lerobot`` (the environment ``python tests/lerobot_env/env.py`` builds), the export is
-   converted to LeRobot v3.0 at 30 fps with a key frame every ``round(mean spacing)``
-   frames (``convert_to_lerobot(gop=...)``: the same spacing on average, not the same
-   positions, and no B-frames), and ``LeRobotDataset`` runs the same three workloads in
-   that interpreter (``_lerobot_read.py``) with the ``pyav`` and ``torchcodec`` backends,
-   once each, after ours; a backend that cannot load says why. Otherwise the comparison
-   is skipped and the reason printed.
+   ``lerobot`` (the environment ``python tests/lerobot_env/env.py`` builds), a LeRobot
+   v3.0 copy of the export at the same key frames (:func:`same_gop_copy`: constant rate
+   at the export's mean rate, key frames exactly at the source's key-frame positions and
+   nowhere else, 2 B-frames, x264 veryfast crf 23, the source's size), and
+   ``LeRobotDataset`` runs the same three workloads in that interpreter
+   (``_lerobot_read.py``) with the ``pyav`` and ``torchcodec`` backends, once each,
+   after ours; torchcodec's FFmpeg is the lerobot environment's PyAV wheel
+   (``env.torchcodec_env``). A backend that cannot run says why. Otherwise the
+   comparison is skipped and the reason printed.
 
 Run: ``python benchmarks/read_path.py [--reps 3] [--frames 256] [--batches 24] [--clips 48]``
 The machine is shared: ratios are taken within one run; the load average is printed.
@@ -54,22 +56,27 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "lerobot_env"))
 
 import _common as common
 import av
+import env as lerobot_env
 import numpy as np
 import polars as pl
 import torch
+from av.video.frame import PictureType
 from av.video.reformatter import Interpolation, VideoReformatter
 from torch.utils.data import DataLoader, Dataset
 
 from odyssey_data import open_dataset
 from odyssey_data.decoders import DecoderCache
 from odyssey_data.errors import OdysseyDataError
+from odyssey_data.lerobot import convert_to_lerobot
 from odyssey_data.pipeline import export
 from odyssey_data.torch import ClipDataset, FrameDataset
 from odyssey_data.video import FrameIndex
@@ -313,8 +320,110 @@ def measure_memory(dataset_url: str, root: Path, tmp: str, count: int) -> dict[s
 
 
 # -- LeRobot, when its environment exists ---------------------------------------------------
+def reencode_same_gop(source: str, target: str, shows: np.ndarray, fps: int) -> tuple[int, int]:
+    """Write ``target``: frame ``k`` shows source frame ``shows[k]`` at ``k / fps`` s.
+
+    Key frames sit exactly where the source's do: on the first frame showing each source
+    key frame's index or a later one (a forced IDR there, none elsewhere: no key-frame
+    interval, no scene cuts). x264 as the demo recordings are encoded (preset veryfast,
+    2 B-frames, crf 23, frame threads), at the source's size. Returns (frames, key frames).
+    """
+    with av.open(source) as src:
+        stream = src.streams.video[0]
+        source_keys = [
+            i
+            for i, packet in enumerate(
+                sorted((p for p in src.demux(stream) if p.pts is not None), key=lambda p: p.pts)
+            )
+            if packet.is_keyframe
+        ]
+    key_rows = {int(np.searchsorted(shows, k)) for k in source_keys} & set(range(len(shows)))
+    base = Fraction(1, fps)
+    with (
+        av.open(source) as src,
+        av.open(target, "w", format="mp4", options={"movflags": "+faststart"}) as out,
+    ):
+        stream = src.streams.video[0]
+        stream.thread_type = "AUTO"
+        encoder = out.add_stream("libx264", rate=fps)
+        encoder.width, encoder.height = stream.width, stream.height
+        encoder.pix_fmt = "yuv420p"
+        encoder.time_base = encoder.codec_context.time_base = base
+        encoder.thread_type = "FRAME"
+        encoder.options = {
+            "preset": "veryfast",
+            "bf": "2",
+            "crf": "23",
+            "forced-idr": "1",
+            "x264-params": "keyint=infinite:scenecut=0",
+        }
+        row = 0
+        for index, decoded in enumerate(src.decode(stream)):
+            if row >= len(shows):
+                break
+            frame = decoded.reformat(format="yuv420p")
+            while row < len(shows) and shows[row] == index:
+                frame.pts, frame.time_base = row, base
+                # A decoded frame carries its own picture type, which x264 would obey.
+                frame.pict_type = PictureType.I if row in key_rows else PictureType.NONE
+                for packet in encoder.encode(frame):
+                    out.mux(packet)
+                row += 1
+        for packet in encoder.encode():
+            out.mux(packet)
+    with av.open(target) as done:
+        packets = sorted((p for p in done.demux(video=0) if p.pts is not None), key=lambda p: p.pts)
+        written = {i for i, packet in enumerate(packets) if packet.is_keyframe}
+    if len(packets) != len(shows) or written != key_rows:
+        raise RuntimeError(
+            f"{target}: {len(packets)} frames, key frames at {sorted(written)[:20]}..., "
+            f"wanted {len(shows)} frames with key frames at {sorted(key_rows)[:20]}..."
+        )
+    return len(packets), len(written)
+
+
+def same_gop_copy(url: str, root: Path, out: str) -> str:
+    """A LeRobot v3.0 copy of the export whose videos have the source's GOPs.
+
+    ``convert_to_lerobot`` at the export's mean rate (rounded: LeRobot rates are
+    integers) writes the tables; each episode's video is then replaced by a re-encode
+    of its source recording where frame ``k`` is source frame ``k`` (each source frame
+    once, in order; the last repeated if the episode has more rows than the recording
+    has frames), so key frames sit at the same frame positions (:func:`reencode_same_gop`).
+    The rows' ``odyssey.source_*`` columns no longer describe these videos: a copy for
+    timing only. Returns a description of the copy.
+    """
+    frames = open_dataset(url).frames.select("stream_id", "timestamp_s").collect()
+    per_stream = frames.group_by("stream_id").agg(
+        (pl.len() - 1) / (pl.col("timestamp_s").max() - pl.col("timestamp_s").min())
+    )
+    fps = round(float(per_stream[:, 1].mean()))
+    convert_to_lerobot(open_dataset(url), out, fps=fps, language=False, repo_id="bench")
+    key = "observation.images.main"
+    episodes = pl.read_parquet(f"{out}/meta/episodes/*/*.parquet")
+    counts = dict(frames.group_by("stream_id").len().iter_rows())
+    recordings = open_dataset(url).recordings.select("stream_id", "video_path").collect()
+    paths = dict(recordings.iter_rows())
+    totals = [0, 0, 0]
+    for ep in episodes.iter_rows(named=True):
+        source_frames = counts[ep["stream_id"]]
+        shows = np.minimum(np.arange(ep["length"]), source_frames - 1)
+        chunk, number = ep[f"videos/{key}/chunk_index"], ep[f"videos/{key}/file_index"]
+        video = f"{out}/videos/{key}/chunk-{chunk:03d}/file-{number:03d}.mp4"
+        written, keys = reencode_same_gop(str(root / paths[ep["stream_id"]]), video, shows, fps)
+        totals[0] += written
+        totals[1] += keys
+        totals[2] += source_frames
+    return (
+        f"a LeRobot v3.0 copy at {fps} fps: {totals[0]} frames for the {totals[2]} source "
+        f"frames (frame k = source frame k), {totals[1]} key frames at the source's "
+        "key-frame positions (forced IDR, none elsewhere), 2 B-frames, x264 veryfast "
+        "crf 23 as the source"
+    )
+
+
 def lerobot_runs(
-    url: str, tmp: str, args: argparse.Namespace, spacing: float
+    url: str, root: Path, tmp: str, args: argparse.Namespace
 ) -> tuple[str, dict[str, dict[str, Any]]]:
     """LeRobotDataset's timings per backend, or why there are none."""
     python = os.environ.get("ODYSSEY_LEROBOT_PYTHON")
@@ -324,25 +433,19 @@ def lerobot_runs(
             "with lerobot that issue 16's tests build: python tests/lerobot_env/env.py)",
             {},
         )
-    from odyssey_data.lerobot import convert_to_lerobot
-
-    gop = max(1, round(spacing))
     started = time.perf_counter()
     try:
-        convert_to_lerobot(
-            open_dataset(url), f"{tmp}/lerobot", fps=30, gop=gop, language=False, repo_id="bench"
-        )
+        note = same_gop_copy(url, root, f"{tmp}/lerobot")
     except OdysseyDataError as exc:
         return f"skipped: the conversion to LeRobot failed ({str(exc)[:300]})", {}
-    note = (
-        f"a LeRobot v3.0 copy at 30 fps with a key frame every {gop} frames (the export's "
-        f"mean spacing; no B-frames), converted in {time.perf_counter() - started:.0f} s"
-    )
+    note += f"; built in {time.perf_counter() - started:.0f} s"
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
         "HF_HOME": f"{tmp}/hf-home",
         "PYTHONWARNINGS": "ignore",
+        # torchcodec's FFmpeg: the lerobot environment's PyAV wheel (no system FFmpeg).
+        **lerobot_env.torchcodec_env(python),
     }
     out: dict[str, dict[str, Any]] = {}
     for backend in ("pyav", "torchcodec"):
@@ -355,6 +458,7 @@ def lerobot_runs(
             backend,
             str(args.frames),
             str(args.batches),
+            str(args.rounds),
             str(args.clips),
             "0",
             str(report),
@@ -477,7 +581,7 @@ def main(argv: list[str] | None = None) -> None:
                 f" ({m['peak'] / 1e6 / max(1, m['open']):.1f} MB each){estimate}"
             )
         print()
-        note, lerobot = lerobot_runs(url, tmp, args, spacing)
+        note, lerobot = lerobot_runs(url, root, tmp, args)
         print(f"LeRobot comparison: {note}")
         for backend, result in lerobot.items():
             if "error" in result:
