@@ -1,12 +1,13 @@
 """Time LeRobotDataset on the read-path workloads (run by read_path.py in lerobot's Python).
 
-    python _lerobot_read.py ROOT REPO_ID BACKEND FRAMES BATCHES ROUNDS CLIPS SEED OUT.json
+    python _lerobot_read.py ROOT REPO_ID BACKEND PICKS.json BATCHES ROUNDS SEED OUT.json
 
-Same workloads as ``read_path.py``: ``FRAMES`` random ``ds[i]``; ``BATCHES`` batches of a
+Same workloads as ``read_path.py``, on the same items (``PICKS.json``: ``frames``, the
+rows to read; ``clips``, each clip's first row): ``ds[i]`` for each frame; ``BATCHES`` batches of a
 ``DataLoader(batch_size=32, shuffle=True, num_workers=2)`` in ``ROUNDS`` turns of a fresh
-DataLoader each (worker start-up included, as on odyssey-data's side); ``CLIPS`` random
-items of the dataset opened with ``delta_timestamps`` of 16 frames at 10 fps (the
-nearest multiples of ``1/fps``). Writes wall
+DataLoader each (worker start-up included, as on odyssey-data's side); each clip an item
+of the dataset opened with ``delta_timestamps`` of 16 frames at 10 fps (the nearest
+multiples of ``1/fps``). Writes wall
 and CPU seconds as JSON, or the reason the backend could not run.
 
 Each workload starts with LeRobot's torchcodec decoder cache empty, as odyssey-data's
@@ -20,7 +21,6 @@ decoder: Invalid data found when processing input"), whatever the video.
 from __future__ import annotations
 
 import json
-import random
 import resource
 import sys
 import time
@@ -33,8 +33,10 @@ def cpu_seconds() -> float:
 
 def main() -> None:
     root, repo_id, backend = sys.argv[1], sys.argv[2], sys.argv[3]
-    frames, batches, rounds, clips, seed = (int(x) for x in sys.argv[4:9])
-    out = sys.argv[9]
+    with open(sys.argv[4]) as handle:
+        picked = json.load(handle)
+    batches, rounds, seed = (int(x) for x in sys.argv[5:8])
+    out = sys.argv[8]
     result: dict = {"backend": backend}
     try:
         import torch
@@ -52,7 +54,6 @@ def main() -> None:
         with open(out, "w") as handle:
             json.dump(result, handle)
         return
-    rng = random.Random(seed)
 
     def timed(name: str, run) -> None:  # type: ignore[no-untyped-def]
         video_utils._default_decoder_cache.clear()  # nothing open, in this process
@@ -60,10 +61,8 @@ def main() -> None:
         run()
         result[name] = [time.perf_counter() - started, cpu_seconds() - cpu]
 
-    picks = [rng.randrange(len(ds)) for _ in range(frames)]
-
     def single() -> None:
-        for i in picks:
+        for i in picked["frames"]:
             ds[i][key]
 
     def loader() -> None:
@@ -84,10 +83,9 @@ def main() -> None:
         # LeRobot wants multiples of 1/fps: the frames nearest to 10 fps.
         delta_timestamps={key: [round(k * ds.fps / 10) / ds.fps for k in range(16)]},
     )
-    clip_picks = [rng.randrange(len(clip_ds)) for _ in range(clips)]
 
     def clip() -> None:
-        for i in clip_picks:
+        for i in picked["clips"]:
             assert clip_ds[i][key].shape[0] == 16
 
     timed("frames", single)

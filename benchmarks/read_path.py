@@ -422,53 +422,82 @@ def same_gop_copy(url: str, root: Path, out: str) -> str:
     )
 
 
-def lerobot_runs(
-    url: str, root: Path, tmp: str, args: argparse.Namespace
-) -> tuple[str, dict[str, dict[str, Any]]]:
-    """LeRobotDataset's timings per backend, or why there are none."""
+class LeRobotSide:
+    """``LeRobotDataset`` on the same-GOP copy, run in lerobot's Python per repetition."""
+
+    def __init__(self, python: str, url: str, root: Path, tmp: str) -> None:
+        self.python, self.tmp, self.root = python, tmp, f"{tmp}/lerobot"
+        started = time.perf_counter()
+        self.note = same_gop_copy(url, root, self.root)
+        self.note += f"; built in {time.perf_counter() - started:.0f} s"
+        episodes = pl.read_parquet(f"{self.root}/meta/episodes/*/*.parquet")
+        # Frame k of an episode's video is source frame k: our item (stream, frame k) is
+        # LeRobot's row dataset_from_index + k, the same picture from the same GOP.
+        self.first_row = dict(episodes.select("stream_id", "dataset_from_index").iter_rows())
+        self.env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "HF_HOME": f"{tmp}/hf-home",
+            "PYTHONWARNINGS": "ignore",
+            # torchcodec's FFmpeg: the lerobot environment's PyAV wheel (no system FFmpeg).
+            **lerobot_env.torchcodec_env(python),
+        }
+
+    def row(self, stream_id: str, frame_index: int) -> int:
+        return int(self.first_row[stream_id]) + int(frame_index)
+
+    def repetition(
+        self,
+        theirs: dict[str, list[dict[str, Any]]],
+        frames: list[int],
+        clips: list[int],
+        args: argparse.Namespace,
+        rep: int,
+    ) -> None:
+        """One repetition per backend, appended to ``theirs`` (none after a failure)."""
+        for backend, results in theirs.items():
+            if not (results and "error" in results[-1]):
+                results.append(self.run(backend, frames, clips, args, rep))
+
+    def run(
+        self, backend: str, frames: list[int], clips: list[int], args: argparse.Namespace, rep: int
+    ) -> dict[str, Any]:
+        """Wall and CPU seconds per workload, or ``{"error": why}``."""
+        picks = Path(self.tmp, "lerobot-picks.json")
+        picks.write_text(json.dumps({"frames": frames, "clips": clips}))
+        report = Path(self.tmp, f"lerobot-{backend}.json")
+        report.unlink(missing_ok=True)
+        command = [
+            self.python,
+            str(Path(__file__).with_name("_lerobot_read.py")),
+            self.root,
+            "bench",
+            backend,
+            str(picks),
+            str(args.batches),
+            str(args.rounds),
+            str(rep),
+            str(report),
+        ]
+        done = subprocess.run(command, env=self.env, capture_output=True, text=True, check=False)
+        if done.returncode or not report.exists():
+            return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1][:300]}
+        result: dict[str, Any] = json.loads(report.read_text())
+        return result
+
+
+def lerobot_side(url: str, root: Path, tmp: str) -> LeRobotSide | str:
+    """The LeRobot side of the comparison, or why there is none."""
     python = os.environ.get("ODYSSEY_LEROBOT_PYTHON")
     if not python:
         return (
             "skipped: ODYSSEY_LEROBOT_PYTHON is not set (it names the Python >= 3.12 "
-            "with lerobot that issue 16's tests build: python tests/lerobot_env/env.py)",
-            {},
+            "with lerobot that issue 16's tests build: python tests/lerobot_env/env.py)"
         )
-    started = time.perf_counter()
     try:
-        note = same_gop_copy(url, root, f"{tmp}/lerobot")
+        return LeRobotSide(python, url, root, tmp)
     except OdysseyDataError as exc:
-        return f"skipped: the conversion to LeRobot failed ({str(exc)[:300]})", {}
-    note += f"; built in {time.perf_counter() - started:.0f} s"
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "HF_HOME": f"{tmp}/hf-home",
-        "PYTHONWARNINGS": "ignore",
-        # torchcodec's FFmpeg: the lerobot environment's PyAV wheel (no system FFmpeg).
-        **lerobot_env.torchcodec_env(python),
-    }
-    out: dict[str, dict[str, Any]] = {}
-    for backend in ("pyav", "torchcodec"):
-        report = Path(tmp, f"lerobot-{backend}.json")
-        command = [
-            python,
-            str(Path(__file__).with_name("_lerobot_read.py")),
-            f"{tmp}/lerobot",
-            "bench",
-            backend,
-            str(args.frames),
-            str(args.batches),
-            str(args.rounds),
-            str(args.clips),
-            "0",
-            str(report),
-        ]
-        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-        if done.returncode or not report.exists():
-            out[backend] = {"error": done.stderr.strip().splitlines()[-1:] or ["failed"]}
-        else:
-            out[backend] = json.loads(report.read_text())
-    return note, out
+        return f"skipped: the conversion to LeRobot failed ({str(exc)[:300]})"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -513,6 +542,11 @@ def main(argv: list[str] | None = None) -> None:
         ratios: dict[str, list[float]] = {"frames": [], "loader": [], "clips": []}
         cpu_ratios: dict[str, list[float]] = {k: [] for k in ratios}
         seconds: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in ratios}
+        side = lerobot_side(url, root, tmp)
+        if isinstance(side, LeRobotSide):
+            print(f"  LeRobot: {side.note}", flush=True)
+        backends = ("pyav", "torchcodec")
+        theirs: dict[str, list[dict[str, Any]]] = {b: [] for b in backends}
         for rep in range(args.reps):
             rng = random.Random(rep)
             ours_frames = FrameDataset(url)
@@ -526,6 +560,17 @@ def main(argv: list[str] | None = None) -> None:
                 "loader": (lambda: None, lambda: None),  # in rounds, below
                 "clips": (items(ours_clips, clip_picks), items(floor_clips, clip_picks)),
             }
+
+            if isinstance(side, LeRobotSide):
+                index = ours_frames.index.select("stream_id", "frame_index").rows()
+                starts = ours_clips.index.select("stream_id", "frame_indices").rows()
+                same = (
+                    [side.row(*index[i]) for i in picks],
+                    [side.row(starts[i][0], starts[i][1][0]) for i in clip_picks],
+                )
+
+            if rep % 2 and isinstance(side, LeRobotSide):
+                side.repetition(theirs, *same, args, rep)
             for name, (ours, floor) in runs.items():
                 if name == "loader":
                     ours_s, floor_s, ours_cpu, floor_cpu = loader_rounds(
@@ -540,6 +585,8 @@ def main(argv: list[str] | None = None) -> None:
                 ratios[name].append(floor_s / ours_s)
                 cpu_ratios[name].append(floor_cpu / ours_cpu)
                 seconds[name].append((ours_s, floor_s, ours_cpu, floor_cpu))
+            if not rep % 2 and isinstance(side, LeRobotSide):
+                side.repetition(theirs, *same, args, rep)
             print(
                 f"  repetition {rep + 1}: wall "
                 + ", ".join(f"{k} {v[-1]:.2f}" for k, v in ratios.items())
@@ -581,20 +628,34 @@ def main(argv: list[str] | None = None) -> None:
                 f" ({m['peak'] / 1e6 / max(1, m['open']):.1f} MB each){estimate}"
             )
         print()
-        note, lerobot = lerobot_runs(url, root, tmp, args)
-        print(f"LeRobot comparison: {note}")
-        for backend, result in lerobot.items():
-            if "error" in result:
-                print(f"  LeRobotDataset, {backend}: could not run: {result['error']}")
+        if not isinstance(side, LeRobotSide):
+            print(f"LeRobot comparison: {side}")
+            return
+        print(f"LeRobot comparison: {side.note}")
+        print(
+            "  ratio = LeRobot / odyssey-data per repetition, same items (above 1: "
+            "odyssey-data is faster); targets vs torchcodec: frames and DataLoader >= 1.2, "
+            "clips >= 2"
+        )
+        print(
+            f"  {'backend':10} {'workload':56} {'wall s':>7}  {'wall ratio min med max':>22}"
+            f"  {'CPU ratio min med max':>21}"
+        )
+        for backend, results in theirs.items():
+            failed = [r["error"] for r in results if "error" in r]
+            if failed:
+                print(f"  {backend:10} could not run: {failed[0]}")
                 continue
             for name, label in labels.items():
-                ours_wall = statistics.median(row[0] for row in seconds[name])
-                ours_cpu = statistics.median(row[2] for row in seconds[name])
-                wall, cpu = result[name]
+                pairs = list(zip(results, seconds[name], strict=False))
+                wall = [r[name][0] / ours[0] for r, ours in pairs]
+                cpu = [r[name][1] / ours[2] for r, ours in pairs]
+                median_s = statistics.median(r[name][0] for r in results)
                 print(
-                    f"  LeRobotDataset {backend:10} {label:56} {wall:7.2f} s  LeRobot / "
-                    f"odyssey-data: wall {wall / ours_wall:5.2f}, CPU {cpu / ours_cpu:5.2f}"
+                    f"  {backend:10} {label:56} {median_s:7.2f}  {spread(wall):>22}"
+                    f"  {spread(cpu):>21}"
                 )
+        print(f"  load average after: {load()}")
 
 
 if __name__ == "__main__":
