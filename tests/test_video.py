@@ -191,3 +191,23 @@ def test_resample_video_repeats_a_frame_at_the_source_size(vfr_video: Path, tmp_
     shown = [p for p, _ in iter_decoded(out)]
     assert len(shown) == 20
     assert len(set(np.diff(shown).tolist())) == 1  # a constant rate
+
+
+def test_resample_video_places_key_frames_by_its_gop_alone(tmp_path: Path) -> None:
+    # A decoded frame carries its picture type (I at the source's key frames), which x264
+    # obeys unless it is cleared: the output then had key frames at the source's positions
+    # as well as every `gop` frames. Smooth content: no scene cut adds key frames.
+    def smooth():
+        for i in range(90):
+            img = np.zeros((96, 160, 3), np.uint8)
+            img[:, :] = (100 + i // 3, 80, 120)
+            img[40:56, 20 + i : 36 + i] = 220
+            yield img, 3000 * i
+
+    source = tmp_path / "gop7.mp4"
+    encode_video(source, smooth(), width=160, height=96, gop=7, bframes=2)
+    timing = probe_frames(source)
+    assert np.flatnonzero(timing.is_keyframe).tolist() == list(range(0, 90, 7))
+    out = tmp_path / "cfr.mp4"
+    video.resample_video(source, out, timing.pts, fps=30, size=(160, 96), gop=25)
+    assert np.flatnonzero(probe_frames(out).is_keyframe).tolist() == [0, 25, 50, 75]

@@ -15,6 +15,7 @@ from typing import Any
 import av
 import numpy as np
 import numpy.typing as npt
+from av.video.frame import PictureType
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from odyssey_data.errors import DecodeError
@@ -177,6 +178,9 @@ def resample_video(
                     on_sample(row, np.asarray(rgb, dtype=np.uint8))
                 scaled.pts = row
                 scaled.time_base = base
+                # A decoded frame keeps its picture type, which x264 obeys: the key frames
+                # would fall at the source's key frames as well as every gop.
+                scaled.pict_type = PictureType.NONE
                 for packet in encoder.encode(scaled):
                     out.mux(packet)
                 row += 1
