@@ -31,9 +31,9 @@ import pyarrow.parquet as pq
 
 from odyssey_data._version import __version__
 from odyssey_data.errors import StorageError
-from odyssey_data.manifest import Manifest
+from odyssey_data.manifest import FileEntry, Manifest
 from odyssey_data.schema import TABLES
-from odyssey_data.storage import DatasetStore, FileEntry
+from odyssey_data.storage import DatasetStore
 
 __all__ = ["CARD_KIND", "CARD_NAME", "CARD_TABLES", "is_own_card", "render_card", "write_card"]
 

@@ -23,9 +23,9 @@ import pyarrow.parquet as pq
 from odyssey_data.clips import clip_index
 from odyssey_data.decoders import DecoderCache
 from odyssey_data.errors import ConfigError, StorageError
-from odyssey_data.manifest import Manifest
+from odyssey_data.manifest import MANIFEST_NAME, Manifest
 from odyssey_data.schema import SCHEMAS, TABLES
-from odyssey_data.storage import MANIFEST_NAME, DatasetStore
+from odyssey_data.storage import DatasetStore
 from odyssey_data.video import FrameIndex, available_cores, read_frames
 
 if TYPE_CHECKING:

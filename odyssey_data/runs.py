@@ -25,8 +25,8 @@ from typing import Any
 
 from odyssey_data._version import __version__
 from odyssey_data.errors import ConfigError
+from odyssey_data.manifest import utc_now_iso
 from odyssey_data.options import OPTIONS, Option
-from odyssey_data.storage import utc_now_iso
 
 __all__ = [
     "DATA_OPTIONS",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from odyssey_data.storage import utc_now_iso
+from odyssey_data.manifest import utc_now_iso
 
 if TYPE_CHECKING:
     from odyssey_data.dataset import Dataset

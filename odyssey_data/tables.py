@@ -39,8 +39,8 @@ from odyssey_data.models import RecordingInfo, ScriptEntry
 from odyssey_data.schema import EVENTS_SCHEMA, FRAMES_SCHEMA, RECORDINGS_SCHEMA
 
 if TYPE_CHECKING:
+    from odyssey_data.manifest import FileEntry
     from odyssey_data.options import FrameOptions
-    from odyssey_data.storage import FileEntry
     from odyssey_data.video import FrameTiming
 
 __all__ = [

@@ -49,6 +49,7 @@ PURE = {
     "odyssey_data.targetoptions": ("pyarrow", "numpy", "polars"),
     "odyssey_data.optionspec": ("pyarrow", "numpy", "polars"),
     "odyssey_data.jobfile": ("pyarrow", "numpy", "polars"),
+    "odyssey_data.runs": ("pyarrow", "numpy", "polars"),
 }
 
 
