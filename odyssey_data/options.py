@@ -563,15 +563,6 @@ class ExportConfig(
     run = _GroupOf(RunOptions)
     qc_settings = _GroupOf(QCSettings)
 
-    def local_threads(self) -> bool:
-        """True when the local executor runs recordings in threads rather than processes.
-
-        Reference mode's work runs in C without the GIL (download, hashing, demuxing,
-        the first-frame decode), so threads use the cores without a process to start
-        and import into; materialised frames run Python per frame, so they get processes.
-        """
-        return self.executor == "local" and not self.frame_options().materialised
-
     def public_options(self) -> dict[str, Any]:
         """The options as recorded in the manifest (each declaration's ``record``): no
         key, no storage credentials."""

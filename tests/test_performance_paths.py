@@ -28,6 +28,7 @@ from conftest import FAST_RETRY, DemoExport, export_config
 
 import odyssey_data.cli as cli
 from odyssey_data import fetch as fetch_module
+from odyssey_data import pipeline
 from odyssey_data.api import OdysseyClient, transport
 from odyssey_data.cli import remote
 from odyssey_data.demo import DemoServer, make_demo_catalog
@@ -371,9 +372,12 @@ def test_reference_exports_run_in_threads_materialised_ones_in_processes(
 ) -> None:
     reference = export_config(demo_server, tmp_path / "a", workers=2)
     jpeg = export_config(demo_server, tmp_path / "b", workers=2, frames="jpeg")
-    assert reference.local_threads()
-    assert not jpeg.local_threads()
-    assert not replace(reference, executor="ray").local_threads()
+    for config, in_process in ((reference, True), (jpeg, False)):
+        executor = pipeline._make_executor(config.run, config)
+        try:
+            assert executor.capabilities.in_process is in_process
+        finally:
+            executor.close()
     calls = [os.getpid] * 4
     in_threads = LocalExecutor(2, threads=True)
     in_processes = LocalExecutor(2)
