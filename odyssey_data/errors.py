@@ -31,6 +31,7 @@ before it reaches a terminal: the terminal is not the server's.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "StorageFullError",
     "StorageNotFoundError",
     "StorageUnreachableError",
+    "causes",
     "printable",
     "redact_url",
 ]
@@ -226,6 +228,17 @@ class StorageFullError(StorageError):
 
 class DatasetDamagedError(StorageError):
     """``manifest.json`` or the writer lock cannot be read; the message says the way out."""
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then what it was raised from or while handling, each once (the chain the
+    translation points search for a library's reason: an errno, a status, a TLS error)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 def redact_url(url: str) -> str:

@@ -28,6 +28,7 @@ from odyssey_data.errors import (
     ApiResponseError,
     ConfigError,
     DownloadError,
+    causes,
     printable,
     redact_url,
 )
@@ -149,19 +150,9 @@ def _retry_after(response: httpx.Response) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    """``exc`` and its causes, each once."""
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and all(current is not old for old in seen):
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return seen
-
-
 def _tls_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
     """The certificate verification error behind ``exc``, if that is what it is."""
-    for item in _chain(exc):
+    for item in causes(exc):
         if isinstance(item, ssl.SSLCertVerificationError):
             return item
     return None
@@ -194,7 +185,7 @@ def _why(exc: Exception, url: str) -> str:
 
 def _short_reason(exc: Exception) -> str:
     """A few words for a retry line: ``connection refused``, ``timed out``…"""
-    if any(isinstance(item, ConnectionRefusedError) for item in _chain(exc)):
+    if any(isinstance(item, ConnectionRefusedError) for item in causes(exc)):
         return "connection refused"
     if isinstance(exc, httpx.TimeoutException):
         return "timed out"

@@ -15,7 +15,7 @@ import errno
 import functools
 import inspect
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from odyssey_data.errors import (
@@ -26,6 +26,7 @@ from odyssey_data.errors import (
     StorageFullError,
     StorageNotFoundError,
     StorageUnreachableError,
+    causes,
     redact_url,
 )
 
@@ -58,18 +59,9 @@ _UNREACHABLE = {
 _UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '([^']+)'")
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
 def _names(exc: BaseException) -> set[str]:
     names: set[str] = set()
-    for item in _chain(exc):
+    for item in causes(exc):
         names.update(cls.__name__ for cls in type(item).__mro__)
         code = getattr(item, "response", None)
         if isinstance(code, dict):  # botocore ClientError: response["Error"]["Code"]
@@ -80,7 +72,7 @@ def _names(exc: BaseException) -> set[str]:
 
 
 def _status(exc: BaseException) -> int | None:
-    for item in _chain(exc):
+    for item in causes(exc):
         code = getattr(item, "code", None)  # gcsfs HttpError
         if isinstance(code, int) and 100 <= code < 600:
             return code
@@ -88,7 +80,7 @@ def _status(exc: BaseException) -> int | None:
 
 
 def _errno(exc: BaseException) -> int | None:
-    for item in _chain(exc):
+    for item in causes(exc):
         if isinstance(item, OSError) and item.errno is not None:
             return item.errno
     return None
