@@ -26,7 +26,7 @@ from odyssey_data.errors import ConfigError, StorageError
 from odyssey_data.manifest import MANIFEST_NAME, Manifest
 from odyssey_data.schema import SCHEMAS, TABLES
 from odyssey_data.storage import DatasetStore
-from odyssey_data.video import FrameIndex, available_cores, read_frames
+from odyssey_data.video import FrameIndex, available_cores
 
 if TYPE_CHECKING:
     from odyssey_data.lerobot import LeRobotReport
@@ -202,15 +202,17 @@ class Dataset:
         Requests are grouped per video and sorted by pts; each group costs one seek to the
         key frame before its first frame and one forward decode pass, seeking again only
         past a key frame (the frames table's ``is_keyframe`` rows say where they are).
-        Runs of many frames decode on frame threads, isolated frames on one.
+        Isolated frames decode on one thread; runs of many frames are shared out at key
+        frames among one decoder per core (see
+        :class:`~odyssey_data.decoders.DecoderCache`).
 
         Args:
             rows: a polars frame with ``stream_id`` and ``frame_index`` columns (e.g. a
                 filtered ``frames`` table), or a list of ``(stream_id, frame_index)``.
             size: ``(width, height)`` to resize to.
             decoders: keep the videos open in this cache between calls (see
-                :class:`~odyssey_data.decoders.DecoderCache`); by default each video is
-                opened for the call and closed after it.
+                :class:`~odyssey_data.decoders.DecoderCache`); by default the videos
+                are opened for the call and closed by the end of it.
 
         Returns:
             ``H×W×3`` uint8 RGB arrays, one per row.
@@ -260,30 +262,28 @@ class Dataset:
             .iter_rows()
         }
         out: list[npt.NDArray[np.uint8] | None] = [None] * wanted.height
-        for (video_path,), group in refs.sort("pts").group_by(["video_path"], maintain_order=True):
-            what = f"recording {group['stream_id'][0]!r}"
-            pts = group["pts"].to_list()
-            index = indexes[video_path]
-            path = str(video_path)
-            if decoders is not None:
-                images = decoders.read(
+        # Without a cache of the caller's, one for this call: a video's decoders are
+        # closed once the next videos need the room, and all of them at the end.
+        cache = decoders if decoders is not None else DecoderCache(max_open=available_cores() + 1)
+        try:
+            for (video_path,), group in refs.sort("pts").group_by(
+                ["video_path"], maintain_order=True
+            ):
+                path = str(video_path)
+                images = cache.read(
                     (self.url, path),
                     self.video_opener(path),
-                    pts,
-                    index=index,
+                    group["pts"].to_list(),
+                    index=indexes[video_path],
                     size=size,
                     threads=available_cores(),
-                    what=what,
+                    what=f"recording {group['stream_id'][0]!r}",
                 )
-            else:
-                source: Any = self.video_opener(path)()
-                try:
-                    images = read_frames(source, pts, size=size, index=index, what=what)
-                finally:
-                    if not isinstance(source, str):
-                        source.close()
-            for request, image in zip(group["request"].to_list(), images, strict=True):
-                out[request] = image
+                for request, image in zip(group["request"].to_list(), images, strict=True):
+                    out[request] = image
+        finally:
+            if decoders is None:
+                cache.close()
         return [img for img in out if img is not None]
 
     def video_opener(self, video_path: str) -> Callable[[], str | IO[bytes]]:

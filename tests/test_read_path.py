@@ -33,6 +33,7 @@ from odyssey_data.video import (
     probe_frames,
 )
 from odyssey_data.video import reader as video_reader
+from odyssey_data.video.index import SPLIT_SHARE
 
 torch = pytest.importorskip("torch")
 
@@ -169,6 +170,51 @@ def test_threads_are_chosen_per_request(index: FrameIndex, timing: video.FrameTi
     assert index.threads_for(scattered, budget=2) == 1
 
 
+def test_a_long_run_is_shared_out_at_key_frames(
+    index: FrameIndex, timing: video.FrameTiming
+) -> None:
+    pts = timing.pts.tolist()
+    rng = random.Random(3)
+    requests = [pts[i : i + 48 : 3] for i in rng.sample(range(len(pts) - 48), 20)]
+    requests += [pts[i : i + 40] for i in rng.sample(range(len(pts) - 40), 5)]
+    requests += [pts, pts[::5], rng.sample(pts, 30)]
+    split = 0
+    for request in requests:
+        wanted = sorted(set(request))
+        total = index.plan(wanted)
+        assert total is not None
+        for parts in (2, 3, 4):
+            shares = index.split(request, parts)
+            assert 1 <= len(shares) <= parts
+            assert sorted(p for share in shares for p in share) == wanted
+            assert all(share == sorted(share) and share for share in shares)
+            if len(shares) == 1:
+                continue
+            split += 1
+            # Each share decodes from its own key frames: together no more than one
+            # decoder reading the whole request, the busiest at most SPLIT_SHARE of it.
+            costs = [index.plan(share) for share in shares]
+            frames = [cost[0] for cost in costs if cost is not None]
+            assert sum(frames) == total[0]
+            assert max(frames) <= SPLIT_SHARE * total[0]
+    assert split >= 50
+
+
+def test_what_is_not_shared_out(index: FrameIndex, timing: video.FrameTiming) -> None:
+    pts = timing.pts.tolist()
+    clip = pts[30:78:3]
+    assert len(index.split(clip, 2)) == 2
+    assert index.split(clip, 1) == [clip]  # one thread
+    assert index.split(clip[:3], 2) == [clip[:3]]  # short: under LONG_RUN_FRAMES decoded
+    assert index.split([pts[40]], 4) == [[pts[40]]]
+    assert FrameIndex(index.key_pts).split(clip, 2) == [clip]  # frames not counted
+    one_group = FrameIndex([0], range(0, 3000, 10))  # a single key frame: nowhere to cut
+    assert one_group.split(list(range(0, 3000, 30)), 2) == [list(range(0, 3000, 30))]
+    # A key frame near the end only: the busiest part would decode nearly everything.
+    lopsided = FrameIndex([0, 2900], range(0, 3000, 10))
+    assert lopsided.split(list(range(0, 3000, 30)), 2) == [list(range(0, 3000, 30))]
+
+
 def test_the_reader_opens_without_the_probe_decode(
     keyed_video: Path, index: FrameIndex, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -292,8 +338,10 @@ def test_a_forked_worker_builds_its_own_decoders(
 ) -> None:
     cache = DecoderCache()
     clip = timing.pts[40 : 40 + LONG_RUN_FRAMES + 8].tolist()
-    cache.read(copies[0], lambda: copies[0], clip, index=index, threads=2)  # frame threads
-    assert len(cache) == 1
+    cache.read(copies[0], lambda: copies[0], clip, index=index, threads=2)  # two decoders
+    keys_only = FrameIndex(index.key_pts)  # frames not counted: no split, frame threads
+    cache.read(copies[0], lambda: copies[0], clip, index=keys_only, threads=2)
+    assert sorted(key[1:] for key in cache._idle) == [(1, 0), (1, 1), (2, 0)]
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_child_reads, args=(cache, copies[0], index, clip, queue))
@@ -330,6 +378,41 @@ def test_threads_share_a_cache_without_sharing_a_decoder(
         worker.join()
     assert failures == []
     assert len(cache) == 1
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_a_shared_out_read_gives_the_pictures_of_a_full_decode(
+    copies: list[str], timing: video.FrameTiming, index: FrameIndex, reference: dict, threads: int
+) -> None:
+    cache = DecoderCache()
+    pts = timing.pts.tolist()
+    rng = random.Random(threads)
+    for start in rng.sample(range(len(pts) - 48), 12):
+        clip = pts[start : start + 48 : 3]
+        images = cache.read(copies[0], lambda: copies[0], clip[::-1], index=index, threads=threads)
+        assert [image.tobytes() for image in images] == [reference[p].tobytes() for p in clip[::-1]]
+    assert cache.parallel == 12
+    assert {key[1] for key in cache._idle} == {1}  # one-thread decoders, one per share
+    assert len(cache) == threads
+    assert not any(t.name == "odyssey-data-decode" for t in threading.enumerate())
+
+
+def test_a_share_that_fails_fails_the_read_and_leaves_no_thread(
+    copies: list[str], tmp_path: Path, timing: video.FrameTiming, index: FrameIndex
+) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all" * 100)
+
+    def source() -> str:  # the share read on the helper thread finds a bad file
+        helper = threading.current_thread().name == "odyssey-data-decode"
+        return str(bad) if helper else copies[0]
+
+    cache = DecoderCache()
+    clip = timing.pts[30:78:3].tolist()
+    with pytest.raises(DecodeError, match="not a readable video"):
+        cache.read("v", source, clip, index=index, threads=2)
+    assert not any(t.name == "odyssey-data-decode" for t in threading.enumerate())
+    assert [key[2] for key in cache._idle] == [0]  # the good share's decoder is kept
 
 
 def test_a_bad_video_leaves_nothing_open(tmp_path: Path, index: FrameIndex) -> None:
@@ -402,9 +485,13 @@ def test_clip_items_equal_a_full_decode(demo_export: DemoExport, demo_reference:
         for fi, picture in zip(item["frame_indices"].tolist(), item["frames"], strict=True):
             expected = demo_reference[item["stream_id"], fi]
             assert torch.equal(picture.permute(1, 2, 0), torch.from_numpy(expected))
-    kinds = {threads for (_, threads) in clips.decoders._idle}
-    # Clips are long runs: frame threads where this process has cores to spare.
-    assert kinds == ({available_cores()} if available_cores() > 1 else {1})
+    # Clips are long runs: shared out among one decoder per core where this process has
+    # cores to spare.
+    if available_cores() > 1:
+        assert clips.decoders.parallel > 0
+        assert {slot for (_, _, slot) in clips.decoders._idle} == {0, 1}
+    else:
+        assert clips.decoders.parallel == 0
 
 
 def test_load_frames_with_kept_decoders_equals_without(
