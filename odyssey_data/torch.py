@@ -6,8 +6,9 @@ are decoded by reference from the dataset's videos, or read from the ``image`` c
 materialised export. Each process keeps its videos open
 (:class:`~odyssey_data.decoders.DecoderCache`), and each decoder stays positioned between
 items: it seeks only when a key frame of the frames table lies between its position and
-the next frame, and otherwise decodes forward. Single frames decode on one thread, clips on
-frame threads when the process has cores to spare. :class:`LocalitySampler` is an opt-in
+the next frame, and otherwise decodes forward. Single frames decode on one thread; a clip,
+when the process has cores to spare, is shared out at key frames among one decoder per
+core, read side by side. :class:`LocalitySampler` is an opt-in
 sampler that visits shuffled chunks of neighbouring items of one recording, which decode
 much faster (see ``docs/read-path.md``).
 
@@ -332,8 +333,9 @@ class ClipDataset(_TorchDataset[dict[str, Any]]):
     "crosses_interaction", "stream_id", "frame_indices", "timestamps_s"}``.
 
     A clip is decoded in one forward pass from the key frame before its first frame,
-    with decoders kept open per process (``decoders``) and frame threads when the
-    worker has cores to spare. The clip index is :attr:`index` (a polars table, see
+    with decoders kept open per process (``decoders``); where the process has cores to
+    spare, its groups of pictures are shared out among one decoder per core, read side
+    by side. The clip index is :attr:`index` (a polars table, see
     :func:`odyssey_data.clips.clip_index`).
 
     Args:

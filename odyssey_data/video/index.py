@@ -17,7 +17,8 @@ __all__ = ["LONG_RUN_FRAMES", "SPLIT_SHARE", "FrameIndex", "min_forward_skip"]
 #: Frames decoded per seek from which frame threads pay off. Below it one thread is
 #: faster: a frame-threaded decoder holds frames back and restarts its threads at every
 #: seek (one frame after a seek: 29 ms on frame threads against 21 ms on one thread, at
-#: 640x360 on 2 cores). Measured by ``benchmarks/read_path.py``.
+#: 640x360 on 2 cores). Measured by ``benchmarks/read_path.py``. Also the fewest frames a
+#: request decodes for it to be shared out among decoders (:meth:`FrameIndex.split`).
 LONG_RUN_FRAMES = 16
 
 #: A long run is cut into parts decoded side by side (:meth:`FrameIndex.split`) only if
