@@ -21,7 +21,9 @@ from datetime import UTC, datetime, timedelta
 from odyssey_data.demo.synth.recording import LANDSCAPE_SIZE, PORTRAIT_SIZE, DemoRecording
 
 #: The most recent start time of a default catalog. Fixed, so a seed gives the same
-#: catalog on every run (ids, times, bytes).
+#: catalog on every run: ids, times, events logs and decoded frames (not always the same
+#: MP4 bytes: encodes in different processes under load have differed, so compare
+#: decoded frames).
 DEMO_EPOCH = datetime(2026, 11, 20, 10, 0, 0, tzinfo=UTC)
 
 _SCENES: tuple[tuple[str, tuple[str, ...]], ...] = (
