@@ -24,7 +24,7 @@ Threads are chosen per request, up to the caller's budget: isolated frames decod
 thread; a long run that spans several groups of pictures (a clip, a sequential scan) is
 cut at key frames into parts that single-threaded decoders of the same video read side
 by side (:meth:`FrameIndex.split <odyssey_data.video.FrameIndex.split>`: the same frames,
-no more decoding, and on 2 cores about 1.1 times faster than frame threads); a long run
+no more decoding, and on 2 cores 1.2 to 1.4 times faster than frame threads); a long run
 within one group of pictures decodes on frame threads (:meth:`FrameIndex.threads_for
 <odyssey_data.video.FrameIndex.threads_for>`). The cache keeps each kind of decoder it
 opened for a video (one per part, one frame-threaded).
