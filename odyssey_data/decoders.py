@@ -143,7 +143,8 @@ class DecoderCache:
         if len(parts) == 1:
             key = (video, index.threads_for(pts, threads), 0)
             return self._read_with(key, open_source, pts, index, size, what)
-        self.parallel += 1
+        with self._lock:
+            self.parallel += 1
         found: dict[int, npt.NDArray[np.uint8]] = {}
         for part, images in zip(
             parts, self._read_parts(video, open_source, parts, index, size, what), strict=True
