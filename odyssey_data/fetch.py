@@ -20,7 +20,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from odyssey_data.api import DownloadStats, OdysseyClient, resolve_credentials
+from odyssey_data.api import DownloadStats, OdysseyClient, open_client, resolve_credentials
 from odyssey_data.errors import NotFoundError, OdysseyDataError, RecordingError
 from odyssey_data.growing import Growth, WatchedWriter
 from odyssey_data.models import Recording, RecordingInfo, ScriptEntry
@@ -41,26 +41,8 @@ __all__ = [
     "close_clients",
     "fetch",
     "fetching",
-    "open_client",
     "with_credentials",
 ]
-
-
-def open_client(options: ClientOptions) -> OdysseyClient:
-    """An API client with the export's client options: the one way the export makes one
-    (the driver's for listing, and each worker's, see :func:`client_for`).
-
-    Raises:
-        ConfigError: no API key was given or found in the environment, or a bad URL.
-    """
-    return OdysseyClient(
-        options.api_url,
-        options.api_key,
-        retry=options.retry,
-        max_download_bytes=options.max_download_bytes,
-        min_download_rate=options.min_download_rate,
-        timeout_s=options.timeout_s,
-    )
 
 
 def with_credentials(options: ClientOptions) -> ClientOptions:

@@ -30,13 +30,14 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from odyssey_data._version import __version__
+from odyssey_data.api import open_client
 from odyssey_data.card import write_card
 from odyssey_data.errors import (
     ConfigError,
     OdysseyDataError,
 )
 from odyssey_data.executors import Executor, make_executor
-from odyssey_data.fetch import close_clients, fetch, open_client, with_credentials
+from odyssey_data.fetch import close_clients, fetch, with_credentials
 from odyssey_data.manifest import Manifest, RecordingStatus
 from odyssey_data.models import (
     RecordingInfo,

@@ -640,6 +640,34 @@ def test_media_that_are_not_what_they_claim_are_not_stored(tmp_path: Path) -> No
     assert "preview" in warnings
 
 
+def test_list_gives_up_on_a_stalled_answer_after_its_timeout(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    asked: list[float] = []
+
+    def stall_once(seen: Seen, conn: Conn) -> None:
+        asked.append(time.monotonic())
+        if len(asked) == 1:
+            time.sleep(3)  # past --timeout 0.5, well within the 30 s default
+        conn.json(200, {"recordings": [], "total": 0, "offset": 0})
+
+    with api(FakeApi(raw={"/stream-recordings": stall_once})) as server:
+        argv = ["list", "--json", "--timeout", "0.5", "--api-url", server.base_url]
+        code = cli.main([*argv, "--api-key", KEY])
+    captured = capsys.readouterr()
+    assert code == cli.EXIT_OK, captured.err
+    assert json.loads(captured.out) == []
+    assert len(asked) == 2  # the stalled request was given up after 0.5 s and asked again
+    assert asked[1] - asked[0] < 2.5
+
+
+def test_list_checks_its_timeout_as_export_does(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("list", "export"):
+        argv = [command, *(["out"] if command == "export" else []), "--timeout", "0"]
+        assert cli.main(argv) == cli.EXIT_USAGE
+        assert "--timeout must be positive" in capsys.readouterr().err
+
+
 # --- rule 7: the terminal is not the server's --------------------------------------------
 
 HOSTILE_IDS = [

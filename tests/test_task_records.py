@@ -13,6 +13,7 @@ import pytest
 from conftest import FAST_RETRY, export_config
 
 from odyssey_data import fetch as fetch_module
+from odyssey_data.api import open_client
 from odyssey_data.demo import DemoServer, make_demo_catalog
 from odyssey_data.executors import LocalExecutor, make_executor
 from odyssey_data.manifest import Manifest
@@ -186,7 +187,7 @@ def test_credentials_from_the_environment_travel_resolved(
         "ody_from_env",
         7.0,
     )
-    with fetch_module.open_client(resolved) as client:
+    with open_client(resolved) as client:
         assert (client.api_url, client.timeout_s) == ("http://127.0.0.1:9", 7.0)
 
 

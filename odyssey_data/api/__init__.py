@@ -34,7 +34,7 @@ The modules, one seam each:
 
 from __future__ import annotations
 
-from odyssey_data.api.client import OdysseyClient
+from odyssey_data.api.client import OdysseyClient, open_client
 from odyssey_data.api.credentials import DEFAULT_API_URL, resolve_credentials
 from odyssey_data.api.download import DownloadStats
 from odyssey_data.api.paging import OffsetPaginator
@@ -46,5 +46,6 @@ __all__ = [
     "OdysseyClient",
     "OffsetPaginator",
     "RetryPolicy",
+    "open_client",
     "resolve_credentials",
 ]

@@ -48,9 +48,9 @@ from odyssey_data.models import (
     SimulationJobDetail,
     SimulationJobPage,
 )
-from odyssey_data.options import RetryPolicy
+from odyssey_data.options import ClientOptions, RetryPolicy
 
-__all__ = ["MAX_ANSWER_BYTES", "OdysseyClient"]
+__all__ = ["MAX_ANSWER_BYTES", "OdysseyClient", "open_client"]
 
 #: Refresh the token this long before it expires (the official client's margin).
 TOKEN_MARGIN_S = 60.0
@@ -514,3 +514,20 @@ class OdysseyClient:
             refresh_url=refresh_url,
             stats=stats,
         )
+
+
+def open_client(options: ClientOptions) -> OdysseyClient:
+    """An API client with these client options: the one way the package makes one (the
+    export's driver and workers, ``list_recordings``, the ``list`` command).
+
+    Raises:
+        ConfigError: no API key was given or found in the environment, or a bad URL.
+    """
+    return OdysseyClient(
+        options.api_url,
+        options.api_key,
+        retry=options.retry,
+        max_download_bytes=options.max_download_bytes,
+        min_download_rate=options.min_download_rate,
+        timeout_s=options.timeout_s,
+    )

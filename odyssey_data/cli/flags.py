@@ -7,10 +7,11 @@ command shares.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from odyssey_data.options import CLI, OPTION, OPTIONS, ExportConfig, read_options
+from odyssey_data.options import CLI, OPTION, OPTIONS, ClientOptions, ExportConfig, read_options
 
 #: The export options the command line sets by flags (OUTPUT is each command's operand).
 _FLAGGED = tuple(spec for spec in OPTIONS if spec.cli is not None and spec.cli.startswith("--"))
@@ -22,6 +23,14 @@ def config_from(args: argparse.Namespace, output: str, **extra: Any) -> ExportCo
     given = {spec.name: getattr(args, spec.name, None) for spec in _FLAGGED}
     given.update(output=output, **extra)
     return ExportConfig(**read_options(given, CLI))
+
+
+def client_from(args: argparse.Namespace) -> ClientOptions:
+    """The API client options the command line gave, for a command without OUTPUT
+    (``list``): read and checked as :func:`config_from` reads them."""
+    names = {field.name for field in dataclasses.fields(ClientOptions)}
+    given = {spec.name: getattr(args, spec.name, None) for spec in _FLAGGED if spec.name in names}
+    return ClientOptions(**read_options(given, CLI))
 
 
 def storage_options(pairs: Sequence[str] | None) -> dict[str, Any]:

@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve_demo)
 
     p = command("list", "list the recordings (or simulation jobs) the API has")
-    add_options(p, ("api_url", "api_key"))
+    add_options(p, ("api_url", "api_key", "timeout_s"))
     p.add_argument(
         "--source",
         choices=SOURCES,

@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.table import Table
 
+from odyssey_data.cli.flags import client_from
 from odyssey_data.cli.output import EXIT_OK, err, out, shown
 from odyssey_data.errors import ConfigError, printable
 from odyssey_data.options import parse_resize
@@ -49,10 +50,10 @@ def _emit_rows(
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from odyssey_data.api import OdysseyClient
+    from odyssey_data.api import open_client
 
     rows: list[dict[str, Any]] = []
-    with OdysseyClient(args.api_url, args.api_key) as client:
+    with open_client(client_from(args)) as client:
         if args.source in ("streams", "all"):
             for info in client.list_recordings(limit=args.limit):
                 rows.append(
