@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -40,7 +39,7 @@ from odyssey_data.measure import check, measure
 from odyssey_data.models import Recording, ScriptEntry
 from odyssey_data.progress import LIVE
 from odyssey_data.schema import EVENTS_SCHEMA
-from odyssey_data.storage import FileEntry, safe_name, scratch_prefix
+from odyssey_data.storage import FileEntry, safe_name
 from odyssey_data.tables import (
     align_recording,
     check_frame_count,
@@ -111,7 +110,7 @@ def fetch_ahead(task: RecordingTask) -> RecordingTask:
     then does the rest, and removes the folder. Fails the recording alone, as
     :func:`process_recording` does, for anything but the dataset's storage failing.
     """
-    folder = tempfile.mkdtemp(prefix=scratch_prefix(), dir=task.store.scratch_dir())
+    folder = task.store.make_scratch_folder()
     try:
         fetched = fetching(task, folder)
     except STOPS_THE_RUN:
@@ -137,7 +136,7 @@ def _process(task: RecordingTask) -> RecordingResult:
     # Removed on every path, success or failure (the with block). On a local dataset
     # it lives on the dataset's disk, so the video is moved into place rather than
     # copied; an interrupted run's folder is a leftover (.tmp-).
-    with tempfile.TemporaryDirectory(prefix=scratch_prefix(), dir=task.store.scratch_dir()) as tmp:
+    with task.store.scratch_folder() as tmp:
         if task.frame_options.streams():
             return _stream(task, tmp)
         return _finish(task, fetching(task, tmp))

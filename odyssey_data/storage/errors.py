@@ -30,7 +30,7 @@ from odyssey_data.errors import (
     redact_url,
 )
 
-__all__ = ["bad_option_error", "known_options", "storage_error", "translating"]
+__all__ = ["bad_option_error", "known_options", "storage_error", "translate", "translating"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -177,6 +177,17 @@ def storage_error(
             f"{head}: cannot reach {target} ({_one_line(type(exc).__name__)}); check "
             "--storage-option endpoint_url and that the server is running"
         )
+    if (
+        action == "read"
+        and path
+        and isinstance(exc, FileNotFoundError)
+        and "NoSuchBucket" not in names
+    ):
+        # The file was there when it was opened: deleted or replaced since.
+        return StorageNotFoundError(
+            f"{head}: the file is gone (deleted or replaced since it was opened); open "
+            "the dataset again, and run 'odyssey-data verify' if it stays missing"
+        )
     if "NoSuchBucket" in names or (status == 404 and _protocol(url) != "file"):
         bucket = url.split("://", 1)[-1].split("/", 1)[0]
         return StorageNotFoundError(
@@ -229,9 +240,12 @@ def known_options(cls: type | None) -> list[str]:
     return sorted(set(names))
 
 
-def _translate(exc: Exception, store: Any, action: str, path: str) -> Exception | None:
+def translate(exc: Exception, store: Any, action: str, path: str) -> Exception | None:
     """``store._error(exc, ...)`` for a backend's error; ``None`` for an error that is
-    already the package's, or a programming error (which must show as it is)."""
+    already the package's, or a programming error (which must show as it is).
+
+    What :func:`translating` and the store's read handles use.
+    """
     if isinstance(exc, OdysseyDataError):
         return None
     if isinstance(exc, TypeError) and not _UNEXPECTED_KEYWORD.search(str(exc)):
@@ -260,7 +274,7 @@ def translating(action: str) -> Callable[[_F], _F]:
                 try:
                     yield from method(self, *args, **kwargs)
                 except Exception as exc:
-                    translated = _translate(exc, self, action, path_of(args))
+                    translated = translate(exc, self, action, path_of(args))
                     if translated is None:
                         raise
                     raise translated from exc
@@ -272,7 +286,7 @@ def translating(action: str) -> Callable[[_F], _F]:
             try:
                 return method(self, *args, **kwargs)
             except Exception as exc:
-                translated = _translate(exc, self, action, path_of(args))
+                translated = translate(exc, self, action, path_of(args))
                 if translated is None:
                     raise
                 raise translated from exc

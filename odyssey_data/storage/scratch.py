@@ -13,12 +13,21 @@ import contextlib
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterable
 
+from odyssey_data.errors import OdysseyDataError
+from odyssey_data.storage.errors import storage_error
 from odyssey_data.storage.ownership import SCRATCH_DIR, SCRATCH_PREFIX
 from odyssey_data.storage.processes import process_alive, process_start
 
-__all__ = ["local_scratch_root", "remove_scratch_folders", "scratch_prefix"]
+__all__ = [
+    "local_scratch_root",
+    "make_scratch_folder",
+    "remove_scratch_folders",
+    "scratch_error",
+    "scratch_prefix",
+]
 
 
 def local_scratch_root() -> str:
@@ -41,6 +50,33 @@ def scratch_prefix() -> str:
     id and start time (so a later run can tell whether the process is gone) and ``-``."""
     pid = os.getpid()
     return f"{SCRATCH_PREFIX}{pid}_{process_start(pid) or 0}-"
+
+
+def scratch_error(exc: OSError, where: str) -> OdysseyDataError:
+    """The one-line error for the OS refusing a temp folder in ``where``.
+
+    Classified like any storage error, so a full or read-only disk, or a folder the
+    process may not write into, stops the run (every recording needs a temp folder)
+    instead of failing each recording in turn.
+    """
+    return storage_error(exc, action="make the temp folder", path="", url=where)
+
+
+def make_scratch_folder(parent: str, where: str) -> str:
+    """Make a new temp folder of this process (named :func:`scratch_prefix` ``…``) in
+    the existing folder ``parent``; the caller removes it.
+
+    Args:
+        parent: the scratch place (see :meth:`DatasetStore.scratch_dir`).
+        where: how messages name ``parent``.
+
+    Raises:
+        StorageError: the OS refused it (see :func:`scratch_error`).
+    """
+    try:
+        return tempfile.mkdtemp(prefix=scratch_prefix(), dir=parent)
+    except OSError as exc:
+        raise scratch_error(exc, where) from exc
 
 
 def _scratch_owner_alive(name: str) -> bool:

@@ -20,21 +20,28 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractBufferedFile
+from pyarrow import PythonFile
+from pyarrow.fs import FSSpecHandler
 
 from odyssey_data.errors import StorageError
 from odyssey_data.manifest import MANIFEST_NAME, FileEntry
 from odyssey_data.storage import local as disk
-from odyssey_data.storage.errors import storage_error, translating
+from odyssey_data.storage.errors import storage_error, translate, translating
 from odyssey_data.storage.ownership import check_root, is_owned
 from odyssey_data.storage.parquet import write_parquet
-from odyssey_data.storage.scratch import local_scratch_root, remove_scratch_folders
+from odyssey_data.storage.scratch import (
+    local_scratch_root,
+    make_scratch_folder,
+    remove_scratch_folders,
+    scratch_error,
+)
 from odyssey_data.storage.target import check_endpoint, open_target, protocols
 
 if TYPE_CHECKING:
@@ -77,6 +84,119 @@ class _HashingWriter(io.RawIOBase):
 
     def tell(self) -> int:
         return self.size
+
+
+class _ReadHandle(io.RawIOBase):
+    """A file of the dataset opened for reading, whose failures are one-line errors.
+
+    What :meth:`DatasetStore.open` returns: PyAV, pyarrow and hashing read through it.
+    The backend's file (fsspec's, with its block cache) does the work; a ``read``,
+    ``readinto``, ``seek``, ``tell`` or ``close`` that fails after the open (an endpoint
+    gone, a connection reset, an object deleted, permission withdrawn) raises the
+    :class:`~odyssey_data.errors.StorageError` the store's own methods raise, naming
+    the file and the dataset, instead of the backend's exception. One ``try`` per call:
+    it costs nothing next to the backend's own bookkeeping.
+    """
+
+    def __init__(self, inner: IO[bytes], store: DatasetStore, rel: str) -> None:
+        self._inner = inner
+        self._store = store
+        self._rel = rel
+
+    def _failed(self, exc: Exception) -> Exception:
+        """``exc`` as the package's error, or ``exc`` itself if it is not the backend's
+        (or the file was closed: using it then is the caller's mistake)."""
+        if self.closed:
+            return exc
+        translated = translate(exc, self._store, "read", self._rel)
+        return exc if translated is None else translated
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return bool(self._inner.seekable())
+
+    def read(self, size: int | None = -1) -> bytes:
+        try:
+            return self._inner.read(-1 if size is None else size)
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            readinto = getattr(self._inner, "readinto", None)
+            if readinto is not None:
+                return int(readinto(buffer))
+            view = memoryview(buffer).cast("B")
+            data = self._inner.read(len(view))
+            view[: len(data)] = data
+            return len(data)
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        try:
+            return int(self._inner.seek(offset, whence))
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    def tell(self) -> int:
+        try:
+            return int(self._inner.tell())
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            self._inner.close()
+        except Exception as exc:
+            raise self._failed(exc) from exc
+        finally:
+            super().close()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # As picklable as the backend's file is (fsspec's reopen theirs).
+        return (type(self), (self._inner, self._store, self._rel))
+
+
+class _StoreHandler(FSSpecHandler):  # type: ignore[misc]  # pyarrow has no stubs
+    """pyarrow's filesystem over the store's fsspec one, whose files are opened by
+    :meth:`DatasetStore.open` and whose failures are the store's one-line errors.
+
+    pyarrow's own handler turns every failure to open a file into a bare
+    ``FileNotFoundError`` (it asks ``isfile`` first, which answers False for an
+    endpoint gone), and lets the backend's exceptions out of ``info``.
+    """
+
+    def __init__(self, store: DatasetStore) -> None:
+        super().__init__(store.fs)
+        self._store = store
+
+    def _rel(self, path: str) -> str:
+        root = self._store.root
+        return path.removeprefix(f"{root}/") if root else path
+
+    def get_file_info(self, paths: list[str]) -> list[Any]:
+        try:
+            return list(super().get_file_info(paths))
+        except Exception as exc:
+            where = self._rel(paths[0]) if len(paths) == 1 else ""
+            translated = translate(exc, self._store, "read", where)
+            if translated is None:
+                raise
+            raise translated from exc
+
+    def open_input_file(self, path: str) -> Any:
+        return PythonFile(self._store.open(self._rel(path)), mode="r")
+
+    def open_input_stream(self, path: str) -> Any:
+        return self.open_input_file(path)
 
 
 def _has_exclusive_create(fs: fsspec.AbstractFileSystem) -> bool:
@@ -306,19 +426,39 @@ class DatasetStore:
         Local datasets: the dataset's root, on the dataset's own disk, so files made
         there are moved into the dataset by :meth:`put_file` with one ``os.replace``
         instead of a copy. Other targets: :func:`local_scratch_root`. Each user makes
-        its own folder in it (``tempfile.TemporaryDirectory(prefix=scratch_prefix(),
-        dir=...)``); those an interrupted run leaves are removed by
-        :meth:`remove_scratch`.
+        its own folder in it (:meth:`make_scratch_folder`, :meth:`scratch_folder`);
+        those an interrupted run leaves are removed by :meth:`remove_scratch`.
         """
         root = (self.root or ".") if self.is_local else local_scratch_root()
         try:
             os.makedirs(root, exist_ok=True)
         except OSError as exc:
-            # Classified like any storage error: a full or read-only disk stops the run
-            # (every recording needs a temp folder) instead of failing each recording.
-            where = root if self.is_local else f"{root} (ODYSSEY_DATA_SCRATCH)"
-            raise storage_error(exc, action="make the temp folder", path="", url=where) from exc
+            raise scratch_error(exc, self._scratch_where(root)) from exc
         return root
+
+    def _scratch_where(self, root: str) -> str:
+        """How messages name the scratch place ``root``."""
+        return root if self.is_local else f"{root} (ODYSSEY_DATA_SCRATCH)"
+
+    def make_scratch_folder(self) -> str:
+        """A new temp folder of this process in :meth:`scratch_dir`; the caller removes
+        it (a run killed first leaves it to :meth:`remove_scratch`).
+
+        Raises:
+            StorageError: the OS refused it (disk full, read-only, permission denied):
+                the run stops, as every recording needs one.
+        """
+        root = self.scratch_dir()
+        return make_scratch_folder(root, self._scratch_where(root))
+
+    @contextlib.contextmanager
+    def scratch_folder(self) -> Iterator[str]:
+        """:meth:`make_scratch_folder`, removed with what it holds when the block ends."""
+        folder = self.make_scratch_folder()
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def remove_scratch(self) -> int:
         """Delete temp folders interrupted runs left; returns how many.
@@ -464,12 +604,16 @@ class DatasetStore:
 
     @translating("read")
     def open(self, rel: str) -> IO[bytes]:
-        """Open ``rel`` for reading (seekable; remote files are read with a block cache)."""
+        """Open ``rel`` for reading (seekable; remote files are read with a block cache).
+
+        Reading, seeking and closing the file raise one-line
+        :class:`~odyssey_data.errors.StorageError` s too, like the store's methods.
+        """
         try:
             handle: IO[bytes] = self.fs.open(self.path(rel), "rb")
         except FileNotFoundError as exc:
             raise StorageError(f"{rel} is missing under {self.url}") from exc
-        return handle
+        return cast("IO[bytes]", _ReadHandle(handle, self, rel))
 
     @translating("read")
     def file_info(self, rel: str) -> dict[str, Any] | None:
@@ -543,8 +687,14 @@ class DatasetStore:
             except OSError as exc:
                 raise self._error(exc, "delete", rel) from exc
 
+    @translating("read")
     def dataset(self, rels: list[str], schema: pa.Schema | None = None) -> pads.Dataset:
-        """A pyarrow dataset over the Parquet files ``rels`` (for lazy scans)."""
+        """A pyarrow dataset over the Parquet files ``rels`` (for lazy scans).
+
+        On targets that are not a local disk, pyarrow reads through the store: a scan
+        that fails later (in polars' ``collect()``: the endpoint gone, a file deleted)
+        raises the store's one-line :class:`~odyssey_data.errors.StorageError`.
+        """
         # Imported here: pyarrow.dataset pulls in pandas (~0.25 s), which the export's
         # worker processes never need.
         import pyarrow.dataset as pads
@@ -552,10 +702,10 @@ class DatasetStore:
         paths = [self.path(rel) for rel in rels]
         if self.is_local:
             return pads.dataset(paths, format="parquet", schema=schema)
-        from pyarrow.fs import FSSpecHandler, PyFileSystem
+        from pyarrow.fs import PyFileSystem
 
         return pads.dataset(
-            paths, format="parquet", schema=schema, filesystem=PyFileSystem(FSSpecHandler(self.fs))
+            paths, format="parquet", schema=schema, filesystem=PyFileSystem(_StoreHandler(self))
         )
 
     @translating("read")
