@@ -23,7 +23,7 @@ the output streams of completed simulation jobs (see :mod:`odyssey_data.fetch` a
 from __future__ import annotations
 
 import logging
-import tempfile
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -56,7 +56,6 @@ from odyssey_data.shards import ShardWriter, commit_manifest, remove_leftovers, 
 from odyssey_data.storage import (
     DatasetStore,
     WriterLock,
-    scratch_prefix,
     utc_now_iso,
 )
 from odyssey_data.task import Fetched, RecordingResult, RecordingStats, RecordingTask
@@ -326,7 +325,7 @@ def _export_locked(
         # Workers on this machine hand heavy materialised frames over as files here (in a
         # temp folder the next run removes if this one is killed).
         spill = (
-            tempfile.TemporaryDirectory(prefix=scratch_prefix(), dir=store.scratch_dir())
+            store.make_scratch_folder()
             if executor.capabilities.same_machine and config.frame_options().materialised
             else None
         )
@@ -373,7 +372,7 @@ def _export_locked(
                 store=store,
                 shape=shape,
                 qc=qc,
-                spill_dir=spill.name if spill is not None else None,
+                spill_dir=spill,
                 options_json=options_text,
             )
             for info in todo
@@ -400,7 +399,7 @@ def _export_locked(
     finally:
         executor.close(wait=not interrupted)  # its download-ahead too
         if spill is not None and not finished and not interrupted:
-            spill.cleanup()  # failed: nothing more is written
+            shutil.rmtree(spill, ignore_errors=True)  # failed: nothing more is written
         client.close()
         if not interrupted:
             close_clients()  # the pool of in-process work (workers=1), never left open
@@ -420,7 +419,7 @@ def _export_locked(
                 checkpoint()
             finally:
                 if spill is not None:
-                    spill.cleanup()
+                    shutil.rmtree(spill, ignore_errors=True)
             log.warning(
                 "interrupted: %d recordings committed to %s; run the export again to finish",
                 report.exported,
@@ -439,7 +438,7 @@ def _export_locked(
         checkpoint()
     finally:
         if spill is not None:
-            spill.cleanup()
+            shutil.rmtree(spill, ignore_errors=True)
     sink.finish(report)
     return report
 

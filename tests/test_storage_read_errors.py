@@ -246,12 +246,33 @@ def test_a_full_disk_for_temp_folders_stops_the_run(
     assert os.listdir(tmp_path / "dataset") == []
 
 
+@pytest.mark.parametrize("frames", ["reference", "jpeg"])  # jpeg: the run's spill folder too
 def test_an_export_whose_temp_folders_are_refused_stops_in_one_line(
-    demo_server: DemoServer, monkeypatch: pytest.MonkeyPatch
+    demo_server: DemoServer, monkeypatch: pytest.MonkeyPatch, frames: str
 ) -> None:
     monkeypatch.setenv("ODYSSEY_DATA_SCRATCH", "/sys/kernel")
+    output = f"memory://storage-read-errors-export-{frames}/dataset"
     with pytest.raises(StorageAccessError) as info:
-        export(export_config(demo_server, "memory://storage-read-errors-export/dataset"))
+        export(export_config(demo_server, output, frames=frames))
+    assert_one_line(
+        str(info.value), "cannot make the temp folder /sys/kernel (ODYSSEY_DATA_SCRATCH)"
+    )
+
+
+def test_a_lerobot_conversion_whose_temp_folder_is_refused_stops_in_one_line(
+    demo_server: DemoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from odyssey_data.lerobot import convert_to_lerobot
+
+    export(export_config(demo_server, tmp_path / "dataset", limit=1))
+    monkeypatch.setenv("ODYSSEY_DATA_SCRATCH", "/sys/kernel")
+    with pytest.raises(StorageAccessError) as info:
+        convert_to_lerobot(
+            open_dataset(str(tmp_path / "dataset")),
+            "memory://storage-read-errors-lerobot/out",
+            fps=5,
+            size=(64, 32),
+        )
     assert_one_line(
         str(info.value), "cannot make the temp folder /sys/kernel (ODYSSEY_DATA_SCRATCH)"
     )

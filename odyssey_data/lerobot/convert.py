@@ -10,7 +10,6 @@ files written) and last ``meta/info.json``.
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from odyssey_data.lerobot.layout import INFO_PATH, RECORD_PATH
 from odyssey_data.lerobot.meta import info, readme, write_meta
 from odyssey_data.lerobot.output import Writer, prepare_output
 from odyssey_data.lerobot.rows import Tasks
-from odyssey_data.storage import TMP_PREFIX, DatasetStore, utc_now_iso
+from odyssey_data.storage import DatasetStore, utc_now_iso
 
 if TYPE_CHECKING:
     from odyssey_data.dataset import Dataset
@@ -195,8 +194,7 @@ def convert_to_lerobot(
     writer = Writer(store, report.files)
     tasks = Tasks()
     episodes: list[Episode] = []
-    scratch = store.scratch_dir()
-    with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}lerobot-", dir=scratch) as tmp:
+    with store.scratch_folder() as tmp:
         for done, recording in enumerate(recordings, start=1):
             try:
                 episode = convert_episode(
