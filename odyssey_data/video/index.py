@@ -7,7 +7,7 @@ positions itself and how many threads a request gets.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -106,22 +106,29 @@ class FrameIndex:
         """
         if self.pts is None:
             return None
-        frames = seeks = 0
+        steps = list(self._steps(targets, position, min_skip))
+        return sum(frames for _, frames, _ in steps), sum(seek for _, _, seek in steps)
+
+    def _steps(
+        self, targets: Sequence[int], position: int | None, min_skip: int
+    ) -> Iterator[tuple[int, int, bool]]:
+        """``(target, frames decoded to present it, whether a seek comes first)`` for each
+        of the sorted ``targets`` read from ``position`` (every frame's pts known)."""
+        assert self.pts is not None
         for target in targets:
             if target == position:
                 continue  # the reader still holds that frame
             at = int(np.searchsorted(self.pts, target, side="right"))
-            if self.needs_seek(position, target, min_skip):
+            seek = self.needs_seek(position, target, min_skip)
+            if seek:
                 key = self.key_at_or_before(target)
                 start = int(np.searchsorted(self.pts, target if key is None else key))
-                seeks += 1
             elif position is None:
                 start = 0
             else:
                 start = int(np.searchsorted(self.pts, position, side="right"))
-            frames += max(0, at - start)
+            yield target, max(0, at - start), seek
             position = target
-        return frames, seeks
 
     def threads_for(self, targets: Sequence[int], budget: int) -> int:
         """Decoder threads for a request: 1 for isolated frames, ``budget`` for long runs.
@@ -160,20 +167,16 @@ class FrameIndex:
         wanted = sorted(set(int(p) for p in targets))
         if parts <= 1 or len(wanted) < 2 or self.pts is None:
             return [wanted]
-        # Per run: its targets and the frames a one-thread decode spends on them (as
-        # plan() counts them).
+        # Per run: the frames a one-thread decode spends on its targets, and the targets.
         runs: list[tuple[int, list[int]]] = []
         previous: int | None = None
-        for target in wanted:
-            end = int(np.searchsorted(self.pts, target, side="right"))
+        for target, frames, _ in self._steps(wanted, None, 1):
             key = self.key_at_or_before(target)
             if previous is not None and (key is None or key <= previous):
-                begin = int(np.searchsorted(self.pts, previous, side="right"))
-                frames, members = runs[-1]
-                runs[-1] = (frames + max(0, end - begin), [*members, target])
+                spent, members = runs[-1]
+                runs[-1] = (spent + frames, [*members, target])
             else:
-                begin = 0 if key is None else int(np.searchsorted(self.pts, key))
-                runs.append((max(0, end - begin), [target]))
+                runs.append((frames, [target]))
             previous = target
         total = sum(frames for frames, _ in runs)
         if total < LONG_RUN_FRAMES or len(runs) < 2:
